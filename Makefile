@@ -1,0 +1,47 @@
+# Two commands a new user needs: `make setup`, then `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_FLAGS ?= -c constraints.txt
+
+.PHONY: setup system-deps venv protos lint format test test-slow test-all bench clean
+
+setup: system-deps venv  ## venv + all dependencies (every backend) + stubs check
+	@echo "setup done: run 'make test'"
+
+system-deps:  ## redis-server for the tests that start their own Redis (apt, when missing and possible)
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	  else echo "warning: redis-server missing; install it (apt-get install redis-server)" >&2; fi; }
+
+venv:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==26.3
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[dev]'
+
+protos:  ## regenerate tryon/v1 from protos/
+	$(BIN)/python scripts/gen_protos.py
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint  ## the default suite (what .ci/run runs first)
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-slow:  ## the slow suites (also run by .ci/run); pytest's exit 5 means none are selected
+	$(BIN)/python -m pytest -m "slow and not gpu" -q || [ $$? -eq 5 ]
+
+test-all: test test-slow
+
+bench:
+	$(BIN)/python bench/bench_lite.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,5 @@
+"""The shared gRPC stage runtime: server, interceptor, metrics."""
+
+from tryon.runtime.server import ServiceBinding, StageServer, configure_logging, serve
+
+__all__ = ["ServiceBinding", "StageServer", "configure_logging", "serve"]

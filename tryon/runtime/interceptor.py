@@ -1,0 +1,209 @@
+"""The one interceptor every stage server runs: admission, readiness, deadlines, errors, logs, metrics.
+
+Servicers stay thin (decode, call the backend, encode) because everything that is the same for every
+stage happens here, around the servicer's handler:
+
+* health checks and reflection bypass all of it, so probes answer even when the stage is saturated;
+* UNAVAILABLE until the backend is warmed up (clients retry it through their service config);
+* RESOURCE_EXHAUSTED when ``max_concurrency`` calls run and ``max_queue`` more wait;
+* calls whose deadline passes while queued are abandoned before any work is done;
+* StageInputError -> INVALID_ARGUMENT, StageOverloadedError -> RESOURCE_EXHAUSTED,
+  ModelUnavailableError -> FAILED_PRECONDITION, anything else -> INTERNAL (logged with its traceback);
+* one log line and the metrics for every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from tryon.runtime.metrics import StageMetrics
+from tryon.types import ModelUnavailableError, StageInputError, StageOverloadedError
+
+log = logging.getLogger("tryon.grpc")
+
+#: Services answered without admission control (they must stay responsive under load).
+INFRA_SERVICE_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+#: Metadata-only RPCs that are served while the backend is still loading.
+ALWAYS_AVAILABLE_METHODS = ("/GetInfo",)
+
+
+class _Abort(Exception):
+    """A status to end the call with; turned into ``context.abort`` once, after metrics are recorded."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class AdmissionControl:
+    """At most ``max_concurrency`` calls execute; at most ``max_queue`` more wait for a slot."""
+
+    def __init__(self, max_concurrency: int, max_queue: int) -> None:
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._lock = threading.Lock()
+        self._admitted = 0
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
+
+    def try_admit(self) -> bool:
+        with self._lock:
+            if self._admitted >= self.max_concurrency + self.max_queue:
+                return False
+            self._admitted += 1
+            return True
+
+    def release_admission(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    def acquire_slot(self, timeout: float | None) -> bool:
+        return self._slots.acquire(timeout=timeout)
+
+    def release_slot(self) -> None:
+        self._slots.release()
+
+
+class StageInterceptor(grpc.ServerInterceptor):
+    def __init__(
+        self, stage: str, metrics: StageMetrics, admission: AdmissionControl, ready: threading.Event
+    ) -> None:
+        self.stage = stage
+        self.metrics = metrics
+        self.admission = admission
+        self.ready = ready
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:  # fmt: skip
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(INFRA_SERVICE_PREFIXES) or handler.unary_unary is None:
+            return handler
+        behaviour = handler.unary_unary
+        needs_backend = not method.endswith(ALWAYS_AVAILABLE_METHODS)
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            return self._handle(method, needs_backend, behaviour, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _handle(
+        self,
+        method: str,
+        needs_backend: bool,
+        behaviour: Callable[[Any, grpc.ServicerContext], Any],
+        request: Any,
+        context: grpc.ServicerContext,
+    ) -> Any:
+        started = time.perf_counter()
+        short_method = method.rsplit("/", 1)[-1]
+        code = grpc.StatusCode.OK
+        labels = {"stage": self.stage, "method": short_method}
+        in_flight = self.metrics.in_flight.labels(**labels)
+        in_flight.inc()
+        try:
+            if not needs_backend:
+                return behaviour(request, context)
+            return self._admit_and_run(behaviour, request, context)
+        except _Abort as abort:
+            code = abort.code
+            context.abort(abort.code, abort.details)  # raises; grpc sends the status
+        except Exception:
+            # A servicer's own context.abort(): grpc has recorded the status already.
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            in_flight.dec()
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(**labels).observe(elapsed)
+            self.metrics.requests.labels(**labels, code=code.name).inc()
+            log.info(
+                "rpc %s code=%s duration_ms=%.1f peer=%s", method, code.name, elapsed * 1000, context.peer()
+            )
+
+    def _admit_and_run(
+        self,
+        behaviour: Callable[[Any, grpc.ServicerContext], Any],
+        request: Any,
+        context: grpc.ServicerContext,
+    ) -> Any:
+        if not self.ready.is_set():
+            self._abort(
+                context, grpc.StatusCode.UNAVAILABLE, f"{self.stage} backend is loading; retry shortly"
+            )
+        if not self.admission.try_admit():
+            self._abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.stage} is at capacity ({self.admission.max_concurrency} running, "
+                f"{self.admission.max_queue} queued); retry later",
+            )
+        try:
+            self.metrics.queued.labels(stage=self.stage).inc()
+            try:
+                got_slot = self.admission.acquire_slot(timeout=context.time_remaining())
+            finally:
+                self.metrics.queued.labels(stage=self.stage).dec()
+            if not got_slot:
+                self._abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired while queued")
+            try:
+                remaining = context.time_remaining()
+                if (remaining is not None and remaining <= 0) or not context.is_active():
+                    # The caller has given up: doing the work would only delay the calls behind it.
+                    self._abort(
+                        context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before work began"
+                    )
+                return self._run_mapped(behaviour, request, context)
+            finally:
+                self.admission.release_slot()
+        finally:
+            self.admission.release_admission()
+
+    def _run_mapped(
+        self,
+        behaviour: Callable[[Any, grpc.ServicerContext], Any],
+        request: Any,
+        context: grpc.ServicerContext,
+    ) -> Any:
+        try:
+            return behaviour(request, context)
+        except StageInputError as error:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except StageOverloadedError as error:
+            self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        except ModelUnavailableError as error:
+            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except _Abort:
+            raise
+        except Exception as error:
+            if _is_servicer_abort(error):
+                raise
+            log.exception("unhandled error in %s", self.stage)
+            self._abort(
+                context, grpc.StatusCode.INTERNAL, f"internal error in {self.stage}: {type(error).__name__}"
+            )
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+        raise _Abort(code, message)
+
+
+def _is_servicer_abort(error: BaseException) -> bool:
+    # context.abort() raises a bare Exception after recording the status; a servicer may use it.
+    return type(error) is Exception and not error.args

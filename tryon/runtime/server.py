@@ -1,0 +1,173 @@
+"""The gRPC server runtime every stage service runs on (written once, used five times).
+
+``StageServer`` wires a stage's servicer to:
+
+* the standard health service: NOT_SERVING until ``backend.setup()`` (load + warm-up) has finished in the
+  background, then SERVING; NOT_SERVING again as soon as shutdown begins, so load balancers drain us;
+* server reflection, so ``grpcurl list`` and friends work;
+* message size limits from settings (a 1024 px PNG is a few MB; the default is 64 MB);
+* :class:`~tryon.runtime.interceptor.StageInterceptor` (admission control, errors, logging, metrics);
+* a Prometheus ``/metrics`` listener;
+* graceful shutdown: on SIGTERM/SIGINT stop accepting calls, let in-flight ones finish within the grace
+  period, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tryon.runtime.interceptor import AdmissionControl, StageInterceptor
+from tryon.runtime.metrics import StageMetrics
+from tryon.settings import StageSettings
+from tryon.types import StageBackend
+
+log = logging.getLogger("tryon.runtime")
+
+#: Threads beyond the admitted calls, so health checks, reflection and GetInfo never wait behind work.
+_INFRA_THREADS = 4
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service implemented by a stage: its full name and how to add the servicer to a server."""
+
+    full_name: str  # e.g. "tryon.v1.Segmentation"
+    servicer: object
+    add_to_server: Callable[[Any, grpc.Server], None]
+
+
+class StageServer:
+    def __init__(
+        self,
+        stage: str,
+        backend: StageBackend[Any, Any],
+        bindings: list[ServiceBinding],
+        settings: StageSettings,
+        *,
+        port: int,
+        max_concurrency: int,
+        metrics_port: int | None = None,
+    ) -> None:
+        self.stage = stage
+        self.backend = backend
+        self.bindings = bindings
+        self.settings = settings
+        self.metrics = StageMetrics(stage)
+        self.ready = threading.Event()
+        self.setup_error: BaseException | None = None
+        self.admission = AdmissionControl(max_concurrency, settings.max_queue)
+        self._stopped = threading.Event()
+        self._metrics_http: Any = None
+
+        max_bytes = settings.max_message_mb * 1024 * 1024
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=max_concurrency + settings.max_queue + _INFRA_THREADS,
+                thread_name_prefix=f"{stage}-rpc",
+            ),
+            interceptors=[StageInterceptor(stage, self.metrics, self.admission, self.ready)],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for binding in bindings:
+            binding.add_to_server(binding.servicer, self.server)
+        reflection.enable_server_reflection(
+            [*(b.full_name for b in bindings), health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self.server.add_insecure_port(f"{settings.host}:{port}")
+        if self.port == 0:
+            raise OSError(f"could not bind {settings.host}:{port}")
+        self.metrics_port = metrics_port
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", *(b.full_name for b in self.bindings)):
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        """Start serving; the backend is set up in the background (health turns SERVING when done)."""
+        self.server.start()
+        if self.metrics_port is not None:
+            self._metrics_http, _ = self.metrics.serve_http(self.settings.host, self.metrics_port)
+            self.metrics_port = self._metrics_http.server_port
+        log.info(
+            "%s listening on %s:%d (metrics: %s)",
+            self.stage,
+            self.settings.host,
+            self.port,
+            self.metrics_port,
+        )
+        threading.Thread(target=self._setup_backend, name=f"{self.stage}-setup", daemon=True).start()
+
+    def _setup_backend(self) -> None:
+        try:
+            self.backend.setup()
+        except BaseException as error:  # the process stays up, NOT_SERVING, and says why
+            self.setup_error = error
+            log.exception("%s backend failed to set up; staying NOT_SERVING", self.stage)
+            return
+        if self._stopped.is_set():
+            return
+        self.ready.set()
+        self.metrics.ready.labels(stage=self.stage).set(1)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s backend ready: %s", self.stage, self.backend.info())
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let in-flight ones finish (up to ``grace`` seconds), then stop."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        log.info("%s shutting down (grace %.0f s)", self.stage, grace)
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+        log.info("%s stopped", self.stage)
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def install_signal_handlers(server: StageServer) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        # Stop from another thread: the handler runs on the main thread, which is blocked in wait().
+        threading.Thread(target=server.stop, name="shutdown").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def configure_logging(settings: StageSettings) -> None:
+    fmt = (
+        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}'
+        if settings.log_json
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=settings.log_level, format=fmt, force=True)
+
+
+def serve(server: StageServer) -> None:
+    """Run a stage server until SIGTERM/SIGINT, then drain and return."""
+    install_signal_handlers(server)
+    server.start()
+    server.wait()

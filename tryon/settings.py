@@ -1,0 +1,66 @@
+"""Process settings: one typed object per process, read from ``TRYON_*`` environment variables.
+
+No other module reads ``os.environ``; entrypoints build a settings object once (``load_*``) and pass it
+down. Bad values fail at start-up with pydantic's message naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tryon.types import BackendKind
+
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["fp16", "bf16", "fp32"]
+
+
+class ModelSettings(BaseModel):
+    """Where the full backends' weights come from and how they run.
+
+    Each ``*_model`` is a Hugging Face repo id or a local directory. Defaults are the public checkpoints
+    the product is built on (docs/MODELS.md says why each was chosen).
+    """
+
+    segformer_model: str = "mattmdjaga/segformer_b2_clothes"
+    openpose_model: str = "lllyasviel/Annotators"
+    sdxl_inpaint_model: str = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+    controlnet_openpose_model: str = "thibaud/controlnet-openpose-sdxl-1.0"
+    #: Optional fp16-safe VAE (madebyollin/sdxl-vae-fp16-fix); empty keeps the checkpoint's VAE in fp32.
+    vae_model: str = ""
+    cache_dir: Path | None = None  # None: huggingface_hub's default cache
+    offline: bool = True  # never reach a hub at serve time; `tryon models pull` is the only downloader
+    device: Device = "auto"
+    dtype: DType = "fp16"
+    cpu_offload: bool = False  # model CPU offload for 24 GB cards
+    vae_tiling: bool = False
+    attention_slicing: bool = False
+
+
+class StageSettings(BaseSettings):
+    """Settings of one stage process (a gRPC service, or a stage inside the in-process pipeline)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRYON_", env_nested_delimiter="__", extra="ignore")
+
+    backend: BackendKind = BackendKind.AUTO
+    models: ModelSettings = Field(default_factory=ModelSettings)
+
+    host: str = "0.0.0.0"
+    port: int | None = Field(default=None, ge=0, le=65535)  # None: the stage's default port
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # None: no /metrics listener
+    max_message_mb: int = Field(default=64, ge=1, le=2047)
+    #: Calls executed at once. GPU stages serialise model calls per device regardless.
+    max_concurrency: int | None = Field(default=None, ge=1, le=256)  # None: stage default
+    #: Calls waiting beyond max_concurrency before RESOURCE_EXHAUSTED.
+    max_queue: int = Field(default=16, ge=0, le=10_000)
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+
+def load_stage_settings(**overrides: object) -> StageSettings:
+    """Read the environment once; ``overrides`` (from CLI flags) win over it."""
+    return StageSettings(**{k: v for k, v in overrides.items() if v is not None})

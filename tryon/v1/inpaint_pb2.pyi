@@ -1,0 +1,28 @@
+from tryon.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InpaintRequest(_message.Message):
+    __slots__ = ("person", "clothing_mask", "warped_garment", "pose_image", "category", "options")
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    CLOTHING_MASK_FIELD_NUMBER: _ClassVar[int]
+    WARPED_GARMENT_FIELD_NUMBER: _ClassVar[int]
+    POSE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    person: _common_pb2.Image
+    clothing_mask: _common_pb2.Image
+    warped_garment: _common_pb2.Image
+    pose_image: _common_pb2.Image
+    category: _common_pb2.GarmentCategory
+    options: _common_pb2.GenerationOptions
+    def __init__(self, person: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., clothing_mask: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., warped_garment: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., pose_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., category: _Optional[_Union[_common_pb2.GarmentCategory, str]] = ..., options: _Optional[_Union[_common_pb2.GenerationOptions, _Mapping]] = ...) -> None: ...
+
+class InpaintResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
