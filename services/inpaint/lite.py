@@ -1,0 +1,243 @@
+"""Lite inpainting: the warped garment composited into the clothing mask, shaded like the photo.
+
+Weight-free and deterministic (classic CV only; no torch). Inside the clothing mask:
+
+1. **Fill.** Everything the old garment occupied is first replaced by a fill grown from the pixels around
+   the mask (OpenCV's Telea inpainting at reduced resolution, upsampled): where the new garment does not
+   reach (a narrower cut, a shorter hem) skin or background continues instead of the old garment.
+2. **Shading.** The photo's luminance detail, ``shading = L / base(L)``, carries the folds and shadows of
+   the worn garment onto the new one. ``base`` is an edge-aware smoothing over the mask only (a guided
+   filter of log-luminance, after a median filter that drops thin prints and seams), so the old garment's
+   hard edges (a patch, a dark panel, its silhouette) stay out of the shading and its soft variation goes
+   in. Shading is clipped to a sane range and normalised to mean 1 over the garment, so a single-colour
+   garment keeps its mean colour.
+3. **Composite.** ``garment * shading`` over the fill with the garment's alpha, the mask edge antialiased.
+
+Pixels outside the clothing mask are returned bit-exact. Only the mask's bounding box (plus a margin) is
+processed, which keeps a 1024 px photo well within the lite budget.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from tryon.types import (
+    BackendInfo,
+    GarmentCategory,
+    GenerationOptions,
+    InpaintInput,
+    InpaintOutput,
+    RGBImage,
+    StageInputError,
+)
+
+FloatImage = npt.NDArray[np.float32]
+
+#: The fill is grown at this long side (of the mask's bounding box): it only has to continue the colours
+#: around the mask, and Telea's cost grows with the number of masked pixels.
+FILL_LONG_SIDE = 256
+#: Telea neighbourhood radius at the fill resolution.
+FILL_RADIUS = 3
+#: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
+#: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
+FILL_GUARD = 2
+#: Shading is computed at this long side (of the whole photo): it is smooth by construction.
+SHADING_LONG_SIDE = 256
+#: Median filter (px at SHADING_LONG_SIDE): removes structures narrower than ~3 px there (~12 px at 1024).
+SHADING_MEDIAN = 7
+#: Guided-filter window radius, as a fraction of SHADING_LONG_SIDE: the scale of folds and shadows.
+SHADING_RADIUS = 0.02
+#: Guided-filter regulariser on log-luminance: a window whose log-luminance varies by much more than
+#: sqrt(eps) (~0.3, i.e. ~35 %) holds an edge, kept out of the shading; gentler variation is shading.
+SHADING_EPS = 0.1
+#: Added to luminance before the log, so a dark old garment (L near 0) does not turn noise into shading.
+SHADING_DARK_OFFSET = 40.0
+SHADING_RANGE = (0.7, 1.3)
+#: Sigma (px) of the antialiasing of the clothing mask's edge.
+EDGE_SIGMA = 0.8
+WARMUP_SIZE = (256, 192)
+
+
+class LiteInpaint:
+    """Composite + shading transfer + fill: the weight-free inpaint stage (CPU, deterministic)."""
+
+    def setup(self) -> None:
+        """Nothing to load; one small run so the first request pays no OpenCV first-call costs."""
+        height, width = WARMUP_SIZE
+        person = np.full((height, width, 3), 128, np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        mask[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 255
+        garment = np.zeros((height, width, 4), np.uint8)
+        garment[height // 4 : 2 * height // 3, width // 4 : 3 * width // 4] = (200, 30, 30, 255)
+        self.run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
+
+    def run(self, inputs: InpaintInput, /) -> InpaintOutput:
+        validate_inputs(inputs)  # the seed is validated but unused: this backend is deterministic
+        person = inputs.person
+        mask = inputs.clothing_mask > 127
+        rows, cols = _bounding_box(mask, margin=_margin(person.shape[:2]))
+
+        person_box = person[rows, cols]
+        mask_box = mask[rows, cols]
+        garment_box = inputs.warped_garment[rows, cols]
+
+        fill = fill_from_surroundings(person_box, mask_box)
+        garment_alpha = garment_box[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
+        garment_alpha *= mask_box
+        shading = shading_from_photo(person_box, mask_box, garment_alpha, long_side=max(person.shape[:2]))
+        shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
+
+        alpha = (garment_alpha * antialiased_mask(mask_box))[..., None]
+        composite = shaded_garment * alpha + fill * (1.0 - alpha)
+        composite_u8 = np.clip(composite + 0.5, 0, 255).astype(np.uint8)
+
+        image = person.copy()
+        image_box = image[rows, cols]  # a view: writing it writes the output
+        image_box[mask_box] = composite_u8[mask_box]
+        return InpaintOutput(image=image)
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(stage="inpaint", backend="lite", device="cpu", models=())
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+def fill_from_surroundings(person: RGBImage, mask: npt.NDArray[np.bool_]) -> FloatImage:
+    """An estimate of what lies under ``mask`` without the garment, grown from the pixels around it.
+
+    Telea inpainting at reduced resolution (the fill only shows where the new garment does not reach,
+    usually thin slivers at the mask's edge), upsampled to ``person``'s size; float32 RGB.
+    """
+    height, width = mask.shape
+    scale = min(1.0, FILL_LONG_SIDE / max(height, width))
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small_person = cv2.resize(person, small_size, interpolation=cv2.INTER_AREA)
+    # INTER_AREA then > 0: a fill pixel that saw any masked pixel is unknown, plus a guard band.
+    small_mask = cv2.resize(mask.astype(np.uint8) * 255, small_size, interpolation=cv2.INTER_AREA) > 0
+    guard = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * FILL_GUARD + 1, 2 * FILL_GUARD + 1))
+    unknown = cv2.dilate(small_mask.astype(np.uint8), guard)
+    if unknown.all():
+        # Nothing around the mask to grow from (the mask covers the whole box): a neutral grey.
+        return np.full((height, width, 3), 128.0, np.float32)
+    small_fill = cv2.inpaint(small_person, unknown, FILL_RADIUS, cv2.INPAINT_TELEA)
+    # Smooth the fill a little: Telea's streaks are its most visible artefact.
+    small_fill = cv2.GaussianBlur(small_fill, (0, 0), 1.0)
+    fill = cv2.resize(small_fill, (width, height), interpolation=cv2.INTER_LINEAR)
+    return fill.astype(np.float32)
+
+
+def shading_from_photo(
+    person: RGBImage,
+    mask: npt.NDArray[np.bool_],
+    weight: FloatImage,
+    *,
+    long_side: int,
+) -> FloatImage:
+    """Multiplicative shading of the photo inside ``mask``: ``exp(log L - base)``, ``base`` edge-aware.
+
+    Computed at reduced resolution (shading is smooth): a median filter first removes thin structures
+    (a print's lines, seams, text), then ``base`` is a self-guided filter of ``log L`` over the mask only.
+    Windows that straddle a strong edge (old garment against skin or background, a dark panel on a light
+    shirt) keep it in ``base``, so it is not transferred; gentle variations (folds, shadows) are smoothed
+    out of ``base`` and so become shading. The result is clipped to :data:`SHADING_RANGE` and scaled to a
+    ``weight``-weighted mean of 1, so the garment's mean colour is kept.
+    """
+    height, width = mask.shape
+    scale = min(1.0, SHADING_LONG_SIDE / long_side)
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    luminance = cv2.resize(cv2.cvtColor(person, cv2.COLOR_RGB2GRAY), small_size, interpolation=cv2.INTER_AREA)
+    luminance = cv2.medianBlur(luminance, SHADING_MEDIAN)
+    log_luminance = np.log(luminance.astype(np.float32) + SHADING_DARK_OFFSET)
+    inside = cv2.resize(mask.astype(np.float32), small_size, interpolation=cv2.INTER_AREA)
+    radius = max(1, round(SHADING_RADIUS * SHADING_LONG_SIDE))
+    base, edge_strength = _masked_guided_filter(log_luminance, inside, radius=radius, eps=SHADING_EPS)
+    # Beside a strong edge the filter leaves a halo (a window half across the edge is partly smoothed):
+    # fade the shading out where windows see an edge.
+    detail = (log_luminance - base) * np.square(1.0 - edge_strength)
+    small_shading = np.clip(np.exp(detail), *SHADING_RANGE)
+    shading = cv2.resize(small_shading, (width, height), interpolation=cv2.INTER_LINEAR)
+    total_weight = float(weight.sum(dtype=np.float64))
+    if total_weight > 0:
+        shading *= np.float32(total_weight / float((shading * weight).sum(dtype=np.float64)))
+    return shading
+
+
+def antialiased_mask(mask: npt.NDArray[np.bool_]) -> FloatImage:
+    """1 inside ``mask`` away from its edge, falling to ~0.5 on its edge pixels, 0 outside."""
+    inside = mask.astype(np.float32)
+    return cv2.GaussianBlur(inside, (0, 0), EDGE_SIGMA) * inside
+
+
+def _masked_guided_filter(
+    image: FloatImage, inside: FloatImage, *, radius: int, eps: float
+) -> tuple[FloatImage, FloatImage]:
+    """He et al.'s guided filter of ``image`` guided by itself, with every window mean taken over the
+    mask only (``inside`` is the pixels' mask coverage), so what lies outside the mask does not leak in.
+
+    Returns the filtered image and the mean gain of the windows covering each pixel (0: flat or gentle
+    variation, smoothed away; towards 1: an edge, kept).
+    """
+    window = (2 * radius + 1, 2 * radius + 1)
+    coverage = np.maximum(cv2.blur(inside, window), 1e-4)
+
+    def masked_mean(values: FloatImage) -> FloatImage:
+        return cv2.blur(values * inside, window) / coverage
+
+    mean = masked_mean(image)
+    variance = np.maximum(masked_mean(image * image) - mean * mean, 0.0)
+    gain = variance / (variance + eps)
+    offset = mean * (1.0 - gain)
+    mean_gain = masked_mean(gain)
+    return mean_gain * image + masked_mean(offset), mean_gain
+
+
+def _margin(size: tuple[int, int]) -> int:
+    """Context kept around the mask's bounding box: room for the fill to sample from."""
+    return max(8, round(0.04 * max(size)))
+
+
+def _bounding_box(mask: npt.NDArray[np.bool_], *, margin: int) -> tuple[slice, slice]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    height, width = mask.shape
+    return (
+        slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)),
+    )
+
+
+def validate_inputs(inputs: InpaintInput) -> None:
+    """Types, shapes (everything in the person's frame) and a non-empty clothing mask."""
+    if not isinstance(inputs.options, GenerationOptions):
+        raise StageInputError("options: expected GenerationOptions", field="options")
+    inputs.options.validate()
+    try:
+        GarmentCategory(inputs.category)
+    except ValueError as error:
+        raise StageInputError(f"category: unknown {inputs.category!r}", field="category") from error
+    person = inputs.person
+    if not isinstance(person, np.ndarray) or person.ndim != 3 or person.shape[2] != 3:
+        raise StageInputError("person: expected an RGB image (H, W, 3)", field="person")
+    if person.dtype != np.uint8:
+        raise StageInputError(f"person: expected uint8, got {person.dtype}", field="person")
+    size = person.shape[:2]
+    checks: tuple[tuple[str, object, int, int | None], ...] = (
+        ("clothing_mask", inputs.clothing_mask, 2, None),
+        ("warped_garment", inputs.warped_garment, 3, 4),
+        ("pose_image", inputs.pose_image, 3, 3),
+    )
+    for field, array, ndim, channels in checks:
+        expected = f"({size[0]}, {size[1]}{f', {channels}' if channels else ''})"
+        if not isinstance(array, np.ndarray):
+            raise StageInputError(f"{field}: expected an array of shape {expected}", field=field)
+        if array.ndim != ndim or array.shape[:2] != size or (channels and array.shape[2] != channels):
+            raise StageInputError(f"{field}: expected shape {expected}, got {array.shape}", field=field)
+        if array.dtype != np.uint8:
+            raise StageInputError(f"{field}: expected uint8, got {array.dtype}", field=field)
+    if not (inputs.clothing_mask > 127).any():
+        raise StageInputError(
+            "clothing_mask: empty, there is no region to put the garment in", field="clothing_mask"
+        )

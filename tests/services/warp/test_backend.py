@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.warp.backend import GarmentWarper, find_landmarks, separate_garment
+from services.warp.tps import ThinPlateSpline
+from tests.imagegen import draw_garment, garment_mask
+from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
+
+TARGET = (1024, 768)  # (height, width) of the person frame
+
+
+def _keypoints() -> np.ndarray:
+    """A frontal body in a 768 x 1024 frame: shoulders 300 px apart at y=300, hips at y=620."""
+    keypoints = np.zeros((18, 3), np.float32)
+    points = {
+        "nose": (384, 180), "neck": (384, 300),
+        "right_shoulder": (234, 300), "left_shoulder": (534, 300),
+        "right_elbow": (200, 460), "left_elbow": (568, 460),
+        "right_hip": (300, 620), "left_hip": (468, 620),
+        "right_knee": (300, 800), "left_knee": (468, 800),
+        "right_ankle": (300, 980), "left_ankle": (468, 980),
+    }  # fmt: skip
+    for name, (x, y) in points.items():
+        keypoints[KP[name]] = (x, y, 0.9)
+    return keypoints
+
+
+@pytest.fixture(scope="module")
+def warper() -> GarmentWarper:
+    backend = GarmentWarper()
+    backend.setup()
+    return backend
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("category", list(GarmentCategory))
+def test_separation_recovers_the_drawn_silhouette(category: GarmentCategory) -> None:
+    _, alpha = separate_garment(draw_garment(category, background=(250, 250, 250)))
+    assert _iou(alpha > 127, garment_mask(category) > 0) >= 0.95
+
+
+def test_white_print_inside_a_garment_on_white_is_kept() -> None:
+    garment = draw_garment(GarmentCategory.UPPER_BODY, color=(20, 20, 90), background=(255, 255, 255))
+    garment[400:600, 300:470] = 255  # a white print, same colour as the background
+    _, alpha = separate_garment(garment)
+    assert (alpha[420:580, 320:450] > 127).all()
+
+
+def test_rgba_cut_out_keeps_its_alpha() -> None:
+    rgba = draw_garment(GarmentCategory.DRESS, rgba=True)
+    rgb, alpha = separate_garment(rgba)
+    assert _iou(alpha > 127, rgba[..., 3] > 127) >= 0.99
+    assert np.array_equal(rgb, rgba[..., :3])
+
+
+def test_upper_body_landmarks_sit_on_the_drawn_tshirt() -> None:
+    landmarks = find_landmarks(garment_mask(GarmentCategory.UPPER_BODY), GarmentCategory.UPPER_BODY)
+    width, height = 768, 1024
+    assert landmarks["left_shoulder"][0] < landmarks["neckline"][0] < landmarks["right_shoulder"][0]
+    assert abs(landmarks["neckline"][0] - 0.5 * width) < 5
+    assert landmarks["neckline"][1] > landmarks["left_shoulder"][1]  # the neckline dips below the shoulders
+    assert landmarks["left_hem"][1] == pytest.approx(0.90 * height, abs=0.03 * height)
+    assert landmarks["left_hem"][0] == pytest.approx(0.28 * width, abs=5)
+    assert landmarks["right_hem"][0] == pytest.approx(0.72 * width, abs=5)
+    assert landmarks["left_sleeve"][0] == pytest.approx(0.12 * width, abs=5)
+    assert landmarks["right_sleeve"][0] == pytest.approx(0.88 * width, abs=5)
+
+
+def test_thin_plate_spline_maps_control_points_exactly() -> None:
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 500, size=(8, 2))
+    target = source + rng.normal(0, 20, size=(8, 2))
+    spline = ThinPlateSpline(source, target)
+    np.testing.assert_allclose(spline(source), target, atol=1e-6)
+    # With only affine motion the spline is that affine map everywhere.
+    affine = ThinPlateSpline(source, source * 1.5 + 7)
+    probe = rng.uniform(0, 500, size=(20, 2))
+    np.testing.assert_allclose(affine(probe), probe * 1.5 + 7, atol=1e-6)
+
+
+def test_upper_body_garment_lands_on_the_torso(warper: GarmentWarper) -> None:
+    garment = draw_garment(GarmentCategory.UPPER_BODY)
+    out = warper.run(WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET))
+    assert out.warped_garment.shape == (*TARGET, 4)
+    covered = out.warped_garment[..., 3] > 127
+    ys, xs = np.nonzero(covered)
+    assert 200 <= ys.min() <= 300  # the collar rises a little above the shoulder joints (y = 300)
+    assert abs(xs.mean() - 384) < 15  # centred on the neck
+    # the torso between shoulders and hips is covered
+    assert covered[320:600, 260:510].mean() > 0.97
+    # the garment keeps its colour
+    assert np.abs(out.warped_garment[450, 384, :3].astype(int) - (200, 30, 30)).max() <= 6
+    assert {"left_shoulder", "neckline", "left_hem", "right_sleeve"} <= set(out.garment_landmarks)
+
+
+def test_lower_body_garment_spans_waist_to_ankles(warper: GarmentWarper) -> None:
+    garment = draw_garment(GarmentCategory.LOWER_BODY, color=(30, 40, 120))
+    covered = (
+        warper.run(
+            WarpInput(
+                garment=garment,
+                keypoints=_keypoints(),
+                target_size=TARGET,
+                category=GarmentCategory.LOWER_BODY,
+            )
+        ).warped_garment[..., 3]
+        > 127
+    )
+    ys, _ = np.nonzero(covered)
+    assert 540 <= ys.min() <= 620  # waistband just above the hips (y = 620)
+    assert ys.max() >= 940  # down to the ankles (y = 980)
+    assert covered[700, 300] and covered[700, 468]  # both legs
+
+
+def test_dress_spans_shoulders_to_below_the_hips(warper: GarmentWarper) -> None:
+    garment = draw_garment(GarmentCategory.DRESS, color=(20, 120, 60))
+    covered = (
+        warper.run(
+            WarpInput(
+                garment=garment, keypoints=_keypoints(), target_size=TARGET, category=GarmentCategory.DRESS
+            )
+        ).warped_garment[..., 3]
+        > 127
+    )
+    ys, _ = np.nonzero(covered)
+    assert 250 <= ys.min() <= 320
+    assert ys.max() > 700
+
+
+def test_same_input_gives_the_same_bytes(warper: GarmentWarper) -> None:
+    inputs = WarpInput(garment=draw_garment(), keypoints=_keypoints(), target_size=TARGET)
+    assert np.array_equal(warper.run(inputs).warped_garment, warper.run(inputs).warped_garment)
+
+
+@pytest.mark.parametrize(
+    "garment",
+    [
+        np.full((400, 300, 3), 128, np.uint8),  # nothing but background
+        np.random.default_rng(0).integers(0, 256, size=(400, 300, 3), dtype=np.uint8),  # noise
+        np.full((400, 300, 4), 0, np.uint8),  # fully transparent cut-out
+    ],
+    ids=["uniform", "noise", "transparent"],
+)
+def test_inseparable_garments_are_refused(warper: GarmentWarper, garment: np.ndarray) -> None:
+    with pytest.raises(StageInputError, match="garment could not be separated") as error:
+        warper.run(WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET))
+    assert error.value.field == "garment"
+
+
+def test_missing_shoulders_are_refused(warper: GarmentWarper) -> None:
+    keypoints = _keypoints()
+    keypoints[KP["left_shoulder"]] = 0
+    with pytest.raises(StageInputError, match="left_shoulder") as error:
+        warper.run(WarpInput(garment=draw_garment(), keypoints=keypoints, target_size=TARGET))
+    assert error.value.field == "keypoints"
+
+
+def test_missing_hips_are_refused_for_lower_body(warper: GarmentWarper) -> None:
+    keypoints = _keypoints()
+    keypoints[KP["right_hip"]] = 0
+    garment = draw_garment(GarmentCategory.LOWER_BODY)
+    with pytest.raises(StageInputError, match="right_hip"):
+        warper.run(
+            WarpInput(
+                garment=garment, keypoints=keypoints, target_size=TARGET, category=GarmentCategory.LOWER_BODY
+            )
+        )
