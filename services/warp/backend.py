@@ -190,9 +190,24 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     top, bottom = int(rows[0]), int(rows[-1])
     garment_height = bottom - top + 1
 
+    # The garment's centre line, from its top band (collar or waistband), which sleeves never reach.
+    band = mask[top : top + max(1, garment_height // 5)]
+    centre_x = float(np.nonzero(band)[1].mean())
+
     def row_extent(y: float) -> tuple[float, float]:
-        row = np.flatnonzero(mask[int(np.clip(round(y), top, bottom))])
-        return float(row[0]), float(row[-1])
+        """The run of garment pixels on row y around the centre line: the torso, not a sleeve beside it."""
+        row = mask[int(np.clip(round(y), top, bottom))]
+        columns = np.flatnonzero(row)
+        if len(columns) == 0:
+            return centre_x, centre_x
+        runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+        run = min(
+            runs,
+            key=lambda r: (
+                0 if r[0] <= centre_x <= r[-1] else min(abs(r[0] - centre_x), abs(r[-1] - centre_x))
+            ),
+        )
+        return float(run[0]), float(run[-1])
 
     if category is GarmentCategory.LOWER_BODY:
         waist_y = top + 0.03 * garment_height
@@ -221,7 +236,10 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     shoulder_dx = 0.85 * half_width
     left_shoulder = (centre - shoulder_dx, top_at(centre - shoulder_dx))
     right_shoulder = (centre + shoulder_dx, top_at(centre + shoulder_dx))
-    hem_y = bottom - 0.02 * garment_height
+    # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
+    centre_rows = np.flatnonzero(mask[:, round(centre)])
+    torso_bottom = int(centre_rows[-1]) if len(centre_rows) else bottom
+    hem_y = torso_bottom - 0.02 * (torso_bottom - top + 1)
     hem_left, hem_right = row_extent(hem_y)
     landmarks = {
         "left_shoulder": left_shoulder,

@@ -1,0 +1,46 @@
+"""gRPC servicer of the blend stage: decode, call the backend, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from tryon import __version__, protocol
+from tryon.runtime import ServiceBinding
+from tryon.types import BlendInput, BlendOutput, StageBackend, StageInputError
+from tryon.v1 import blend_pb2, blend_pb2_grpc, common_pb2
+
+
+class BlendServicer(blend_pb2_grpc.BlendServicer):
+    def __init__(self, backend: StageBackend[BlendInput, BlendOutput]) -> None:
+        self.backend = backend
+
+    def Blend(
+        self, request: blend_pb2.BlendRequest, context: grpc.ServicerContext
+    ) -> blend_pb2.BlendResponse:
+        person = protocol.image_from_proto(request.person, field="person")
+        shape = person.shape[:2]
+        generated = protocol.image_from_proto(request.generated, field="generated")
+        if generated.shape[:2] != shape:
+            raise StageInputError("generated must have the person image's size", field="generated")
+        clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
+        if not clothing_mask.any():
+            raise StageInputError("clothing_mask is empty: nothing to blend", field="clothing_mask")
+        # An empty face mask is valid (a photo cropped below the chin): nothing to restore.
+        face_mask = protocol.mask_from_proto(request.face_mask, field="face_mask", shape=shape)
+        result = self.backend.run(
+            BlendInput(person=person, generated=generated, clothing_mask=clothing_mask, face_mask=face_mask)
+        )
+        return blend_pb2.BlendResponse(image=protocol.image_to_proto(result.image))
+
+    def GetInfo(
+        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ServiceInfo:
+        return protocol.info_to_proto(self.backend.info(), __version__)
+
+
+def binding(backend: StageBackend[BlendInput, BlendOutput]) -> ServiceBinding:
+    return ServiceBinding(
+        full_name="tryon.v1.Blend",
+        servicer=BlendServicer(backend),
+        add_to_server=blend_pb2_grpc.add_BlendServicer_to_server,
+    )

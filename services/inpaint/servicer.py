@@ -1,0 +1,54 @@
+"""gRPC servicer of the inpaint stage: decode, call the backend, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from tryon import __version__, protocol
+from tryon.runtime import ServiceBinding
+from tryon.types import InpaintInput, InpaintOutput, StageBackend, StageInputError
+from tryon.v1 import common_pb2, inpaint_pb2, inpaint_pb2_grpc
+
+
+class InpaintServicer(inpaint_pb2_grpc.InpaintServicer):
+    def __init__(self, backend: StageBackend[InpaintInput, InpaintOutput]) -> None:
+        self.backend = backend
+
+    def Inpaint(
+        self, request: inpaint_pb2.InpaintRequest, context: grpc.ServicerContext
+    ) -> inpaint_pb2.InpaintResponse:
+        options = protocol.options_from_proto(request.options)  # validates first: cheapest failure
+        person = protocol.image_from_proto(request.person, field="person")
+        shape = person.shape[:2]
+        clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
+        if not clothing_mask.any():
+            raise StageInputError("clothing_mask is empty: nothing to inpaint", field="clothing_mask")
+        pose_image = protocol.image_from_proto(request.pose_image, field="pose_image")
+        if pose_image.shape[:2] != shape:
+            raise StageInputError("pose_image must have the person image's size", field="pose_image")
+        result = self.backend.run(
+            InpaintInput(
+                person=person,
+                clothing_mask=clothing_mask,
+                warped_garment=protocol.rgba_from_proto(
+                    request.warped_garment, field="warped_garment", shape=shape
+                ),
+                pose_image=pose_image,
+                category=protocol.category_from_proto(request.category),
+                options=options,
+            )
+        )
+        return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image))
+
+    def GetInfo(
+        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ServiceInfo:
+        return protocol.info_to_proto(self.backend.info(), __version__)
+
+
+def binding(backend: StageBackend[InpaintInput, InpaintOutput]) -> ServiceBinding:
+    return ServiceBinding(
+        full_name="tryon.v1.Inpaint",
+        servicer=InpaintServicer(backend),
+        add_to_server=inpaint_pb2_grpc.add_InpaintServicer_to_server,
+    )

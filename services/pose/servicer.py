@@ -1,0 +1,38 @@
+"""gRPC servicer of the pose stage: decode, call the backend, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from tryon import __version__, protocol
+from tryon.runtime import ServiceBinding
+from tryon.types import PoseInput, PoseOutput, StageBackend
+from tryon.v1 import common_pb2, pose_pb2, pose_pb2_grpc
+
+
+class PoseServicer(pose_pb2_grpc.PoseServicer):
+    def __init__(self, backend: StageBackend[PoseInput, PoseOutput]) -> None:
+        self.backend = backend
+
+    def Estimate(
+        self, request: pose_pb2.EstimatePoseRequest, context: grpc.ServicerContext
+    ) -> pose_pb2.EstimatePoseResponse:
+        person = protocol.image_from_proto(request.person, field="person")
+        result = self.backend.run(PoseInput(person=person))
+        return pose_pb2.EstimatePoseResponse(
+            pose=protocol.keypoints_to_proto(result.keypoints),
+            pose_image=protocol.image_to_proto(result.pose_image),
+        )
+
+    def GetInfo(
+        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ServiceInfo:
+        return protocol.info_to_proto(self.backend.info(), __version__)
+
+
+def binding(backend: StageBackend[PoseInput, PoseOutput]) -> ServiceBinding:
+    return ServiceBinding(
+        full_name="tryon.v1.Pose",
+        servicer=PoseServicer(backend),
+        add_to_server=pose_pb2_grpc.add_PoseServicer_to_server,
+    )

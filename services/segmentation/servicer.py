@@ -1,0 +1,42 @@
+"""gRPC servicer of the segmentation stage: decode, call the backend, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from tryon import __version__, protocol
+from tryon.runtime import ServiceBinding
+from tryon.types import SegmentationInput, SegmentationOutput, StageBackend
+from tryon.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
+
+
+class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
+    def __init__(self, backend: StageBackend[SegmentationInput, SegmentationOutput]) -> None:
+        self.backend = backend
+
+    def Segment(
+        self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext
+    ) -> segmentation_pb2.SegmentResponse:
+        person = protocol.image_from_proto(request.person, field="person")
+        result = self.backend.run(
+            SegmentationInput(person=person, category=protocol.category_from_proto(request.category))
+        )
+        return segmentation_pb2.SegmentResponse(
+            label_map=protocol.image_to_proto(result.label_map),
+            clothing_mask=protocol.image_to_proto(result.clothing_mask),
+            face_mask=protocol.image_to_proto(result.face_mask),
+            person_mask=protocol.image_to_proto(result.person_mask),
+        )
+
+    def GetInfo(
+        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ServiceInfo:
+        return protocol.info_to_proto(self.backend.info(), __version__)
+
+
+def binding(backend: StageBackend[SegmentationInput, SegmentationOutput]) -> ServiceBinding:
+    return ServiceBinding(
+        full_name="tryon.v1.Segmentation",
+        servicer=SegmentationServicer(backend),
+        add_to_server=segmentation_pb2_grpc.add_SegmentationServicer_to_server,
+    )

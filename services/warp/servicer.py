@@ -1,0 +1,61 @@
+"""gRPC servicer of the warp stage: decode, call the backend, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from tryon import __version__, protocol
+from tryon.runtime import ServiceBinding
+from tryon.types import StageBackend, StageInputError, WarpInput, WarpOutput
+from tryon.v1 import common_pb2, warp_pb2, warp_pb2_grpc
+
+#: The warp writes a target_width x target_height RGBA image; bound it like the decoder bounds inputs.
+MAX_TARGET_SIDE = 4096
+
+
+class WarpServicer(warp_pb2_grpc.WarpServicer):
+    def __init__(self, backend: StageBackend[WarpInput, WarpOutput]) -> None:
+        self.backend = backend
+
+    def WarpGarment(
+        self, request: warp_pb2.WarpGarmentRequest, context: grpc.ServicerContext
+    ) -> warp_pb2.WarpGarmentResponse:
+        for field in ("target_width", "target_height"):
+            if not 16 <= getattr(request, field) <= MAX_TARGET_SIDE:
+                raise StageInputError(f"{field} must be in [16, {MAX_TARGET_SIDE}]", field=field)
+        shape = (request.target_height, request.target_width)
+        garment = protocol.image_from_proto(request.garment, field="garment", mode="RGBA")
+        clothing_mask = (
+            protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
+            if request.clothing_mask.data
+            else None
+        )
+        result = self.backend.run(
+            WarpInput(
+                garment=garment,
+                keypoints=protocol.keypoints_from_proto(request.pose),
+                target_size=shape,
+                category=protocol.category_from_proto(request.category),
+                clothing_mask=clothing_mask,
+            )
+        )
+        return warp_pb2.WarpGarmentResponse(
+            warped_garment=protocol.image_to_proto(result.warped_garment),
+            landmarks=[
+                warp_pb2.GarmentLandmark(name=name, x=x, y=y)
+                for name, (x, y) in result.garment_landmarks.items()
+            ],
+        )
+
+    def GetInfo(
+        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ServiceInfo:
+        return protocol.info_to_proto(self.backend.info(), __version__)
+
+
+def binding(backend: StageBackend[WarpInput, WarpOutput]) -> ServiceBinding:
+    return ServiceBinding(
+        full_name="tryon.v1.Warp",
+        servicer=WarpServicer(backend),
+        add_to_server=warp_pb2_grpc.add_WarpServicer_to_server,
+    )

@@ -1,0 +1,293 @@
+"""Typed gRPC clients of the five stage services, used by the orchestrator (and by anyone else).
+
+Each client speaks the typed objects of :mod:`tryon.types` and is itself a :class:`StageBackend`
+(``setup`` waits until the service is SERVING, ``run`` calls it, ``info`` asks it), so the in-process
+:class:`~tryon.pipeline.TryOnPipeline` runs unchanged over gRPC with ``remote_backends(settings)``.
+
+Channels: one per service, kept open; keepalive pings so idle connections through load balancers survive;
+UNAVAILABLE retried with backoff by gRPC itself (service config), never INVALID_ARGUMENT; a deadline on
+every call. Status codes come back as the same exceptions the stages raise in process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Generic, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tryon import protocol
+from tryon.types import (
+    BackendInfo,
+    BlendInput,
+    BlendOutput,
+    InpaintInput,
+    InpaintOutput,
+    ModelInfo,
+    ModelUnavailableError,
+    PoseInput,
+    PoseOutput,
+    SegmentationInput,
+    SegmentationOutput,
+    StageInputError,
+    StageOverloadedError,
+    WarpInput,
+    WarpOutput,
+)
+from tryon.v1 import (
+    blend_pb2,
+    blend_pb2_grpc,
+    common_pb2,
+    inpaint_pb2,
+    inpaint_pb2_grpc,
+    pose_pb2,
+    pose_pb2_grpc,
+    segmentation_pb2,
+    segmentation_pb2_grpc,
+    warp_pb2,
+    warp_pb2_grpc,
+)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class ClientSettings(BaseSettings):
+    """Where the stage services are and how long calls may take (``TRYON_*`` environment)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRYON_", extra="ignore")
+
+    segmentation_addr: str = "localhost:50051"
+    pose_addr: str = "localhost:50052"
+    warp_addr: str = "localhost:50053"
+    inpaint_addr: str = "localhost:50054"
+    blend_addr: str = "localhost:50055"
+    #: Per-call deadlines. Inpaint is SDXL on a GPU: seconds, or minutes on a small card.
+    cpu_stage_timeout_s: float = Field(default=30.0, gt=0)
+    inpaint_timeout_s: float = Field(default=300.0, gt=0)
+    max_message_mb: int = Field(default=64, ge=1, le=2047)
+    retry_attempts: int = Field(default=4, ge=1, le=5)  # gRPC caps maxAttempts at 5
+    ready_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class RemoteStageError(RuntimeError):
+    """A stage call failed for a reason other than bad input or overload (UNAVAILABLE after retries,
+    DEADLINE_EXCEEDED, INTERNAL, ...). ``code`` is the gRPC status."""
+
+    def __init__(self, stage: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{stage}: {code.name}: {details}")
+        self.stage = stage
+        self.code = code
+
+
+def _service_config(service: str, attempts: int) -> str:
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": service}],
+                    "retryPolicy": {
+                        "maxAttempts": attempts,
+                        "initialBackoff": "0.2s",
+                        "maxBackoff": "5s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def open_channel(address: str, service: str, settings: ClientSettings) -> grpc.Channel:
+    limit = settings.max_message_mb * 1024 * 1024
+    return grpc.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _service_config(service, settings.retry_attempts)),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )
+
+
+class StageClient(Generic[In, Out]):
+    """Base of the five clients: channel, deadline, error mapping, readiness and info."""
+
+    stage: str
+    service: str
+    stub_class: Any
+
+    def __init__(
+        self, address: str, settings: ClientSettings | None = None, timeout_s: float | None = None
+    ) -> None:
+        self.settings = settings or ClientSettings()
+        self.address = address
+        self.timeout_s = timeout_s or self.settings.cpu_stage_timeout_s
+        self.channel = open_channel(address, self.service, self.settings)
+        self.stub = self.stub_class(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def setup(self) -> None:
+        """Wait until the service reports SERVING (its backend is loaded and warm)."""
+        health = health_pb2_grpc.HealthStub(self.channel)
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while True:
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(service=self.service), timeout=5).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise RemoteStageError(
+                    self.stage, grpc.StatusCode.UNAVAILABLE, f"{self.address} is not SERVING"
+                )
+            time.sleep(0.2)
+
+    def info(self) -> BackendInfo:
+        reply: common_pb2.ServiceInfo = self._call("GetInfo", common_pb2.GetInfoRequest(), timeout_s=10)
+        return BackendInfo(
+            stage=reply.stage,
+            backend=reply.backend,
+            device=reply.device,
+            models=tuple(ModelInfo(name=m.name, source=m.source) for m in reply.models),
+        )
+
+    def run(self, inputs: In, /, *, timeout_s: float | None = None) -> Out:
+        raise NotImplementedError
+
+    def _call(self, method: str, request: Any, *, timeout_s: float | None = None) -> Any:
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
+        except grpc.RpcError as error:
+            code, details = error.code(), error.details() or ""
+            if code is grpc.StatusCode.INVALID_ARGUMENT:
+                raise StageInputError(details) from error
+            if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise StageOverloadedError(f"{self.stage}: {details}") from error
+            if code is grpc.StatusCode.FAILED_PRECONDITION:
+                raise ModelUnavailableError(details) from error
+            raise RemoteStageError(self.stage, code, details) from error
+
+
+class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
+    stage, service, stub_class = (
+        "segmentation",
+        "tryon.v1.Segmentation",
+        segmentation_pb2_grpc.SegmentationStub,
+    )
+
+    def run(self, inputs: SegmentationInput, /, *, timeout_s: float | None = None) -> SegmentationOutput:
+        reply = self._call(
+            "Segment",
+            segmentation_pb2.SegmentRequest(
+                person=protocol.image_to_proto(inputs.person),
+                category=protocol.category_to_proto(inputs.category),
+            ),
+            timeout_s=timeout_s,
+        )
+        shape = inputs.person.shape[:2]
+        return SegmentationOutput(
+            label_map=protocol.image_from_proto(reply.label_map, field="label_map", mode="L"),
+            clothing_mask=protocol.mask_from_proto(reply.clothing_mask, field="clothing_mask", shape=shape),
+            face_mask=protocol.mask_from_proto(reply.face_mask, field="face_mask", shape=shape),
+            person_mask=protocol.mask_from_proto(reply.person_mask, field="person_mask", shape=shape),
+        )
+
+
+class PoseClient(StageClient[PoseInput, PoseOutput]):
+    stage, service, stub_class = "pose", "tryon.v1.Pose", pose_pb2_grpc.PoseStub
+
+    def run(self, inputs: PoseInput, /, *, timeout_s: float | None = None) -> PoseOutput:
+        reply = self._call(
+            "Estimate",
+            pose_pb2.EstimatePoseRequest(person=protocol.image_to_proto(inputs.person)),
+            timeout_s=timeout_s,
+        )
+        return PoseOutput(
+            keypoints=protocol.keypoints_from_proto(reply.pose),
+            pose_image=protocol.image_from_proto(reply.pose_image, field="pose_image"),
+        )
+
+
+class WarpClient(StageClient[WarpInput, WarpOutput]):
+    stage, service, stub_class = "warp", "tryon.v1.Warp", warp_pb2_grpc.WarpStub
+
+    def run(self, inputs: WarpInput, /, *, timeout_s: float | None = None) -> WarpOutput:
+        height, width = inputs.target_size
+        request = warp_pb2.WarpGarmentRequest(
+            garment=protocol.image_to_proto(inputs.garment),
+            pose=protocol.keypoints_to_proto(inputs.keypoints),
+            target_width=width,
+            target_height=height,
+            category=protocol.category_to_proto(inputs.category),
+        )
+        if inputs.clothing_mask is not None:
+            request.clothing_mask.CopyFrom(protocol.image_to_proto(inputs.clothing_mask))
+        reply = self._call("WarpGarment", request, timeout_s=timeout_s)
+        return WarpOutput(
+            warped_garment=protocol.rgba_from_proto(
+                reply.warped_garment, field="warped_garment", shape=(height, width)
+            ),
+            garment_landmarks={landmark.name: (landmark.x, landmark.y) for landmark in reply.landmarks},
+        )
+
+
+class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
+    stage, service, stub_class = "inpaint", "tryon.v1.Inpaint", inpaint_pb2_grpc.InpaintStub
+
+    def __init__(
+        self, address: str, settings: ClientSettings | None = None, timeout_s: float | None = None
+    ) -> None:
+        settings = settings or ClientSettings()
+        super().__init__(address, settings, timeout_s or settings.inpaint_timeout_s)
+
+    def run(self, inputs: InpaintInput, /, *, timeout_s: float | None = None) -> InpaintOutput:
+        request = inpaint_pb2.InpaintRequest(
+            person=protocol.image_to_proto(inputs.person),
+            clothing_mask=protocol.image_to_proto(inputs.clothing_mask),
+            warped_garment=protocol.image_to_proto(inputs.warped_garment),
+            pose_image=protocol.image_to_proto(inputs.pose_image),
+            category=protocol.category_to_proto(inputs.category),
+            options=protocol.options_to_proto(inputs.options),
+        )
+        reply = self._call("Inpaint", request, timeout_s=timeout_s)
+        return InpaintOutput(image=protocol.image_from_proto(reply.image, field="image"))
+
+
+class BlendClient(StageClient[BlendInput, BlendOutput]):
+    stage, service, stub_class = "blend", "tryon.v1.Blend", blend_pb2_grpc.BlendStub
+
+    def run(self, inputs: BlendInput, /, *, timeout_s: float | None = None) -> BlendOutput:
+        request = blend_pb2.BlendRequest(
+            person=protocol.image_to_proto(inputs.person),
+            generated=protocol.image_to_proto(inputs.generated),
+            clothing_mask=protocol.image_to_proto(inputs.clothing_mask),
+            face_mask=protocol.image_to_proto(inputs.face_mask),
+        )
+        reply = self._call("Blend", request, timeout_s=timeout_s)
+        return BlendOutput(image=protocol.image_from_proto(reply.image, field="image"))
+
+
+def remote_backends(settings: ClientSettings | None = None) -> dict[str, StageClient[Any, Any]]:
+    """One client per stage, addressed from settings: a drop-in ``backends`` mapping for TryOnPipeline."""
+    settings = settings or ClientSettings()
+    return {
+        "segmentation": SegmentationClient(settings.segmentation_addr, settings),
+        "pose": PoseClient(settings.pose_addr, settings),
+        "warp": WarpClient(settings.warp_addr, settings),
+        "inpaint": InpaintClient(settings.inpaint_addr, settings),
+        "blend": BlendClient(settings.blend_addr, settings),
+    }

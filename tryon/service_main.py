@@ -1,0 +1,82 @@
+"""The one entrypoint every stage service runs: ``python -m services.<stage> --port N``.
+
+Flags override the ``TRYON_*`` environment (tryon/settings.py); everything else about serving (health,
+reflection, limits, metrics, graceful shutdown) is the shared runtime's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+
+from tryon.backends import create_backend
+from tryon.runtime import StageServer, configure_logging, serve
+from tryon.settings import load_stage_settings
+from tryon.types import STAGES, BackendKind
+
+log = logging.getLogger("tryon.service")
+
+
+@dataclass(frozen=True)
+class StageDefaults:
+    port: int
+    metrics_port: int
+    #: GPU stages run one model call at a time per device: concurrent CUDA calls only contend for memory.
+    gpu: bool
+
+    def max_concurrency(self) -> int:
+        return 1 if self.gpu else max(1, len(os.sched_getaffinity(0)))
+
+
+STAGE_DEFAULTS = {
+    "segmentation": StageDefaults(port=50051, metrics_port=9101, gpu=True),
+    "pose": StageDefaults(port=50052, metrics_port=9102, gpu=True),
+    "warp": StageDefaults(port=50053, metrics_port=9103, gpu=False),
+    "inpaint": StageDefaults(port=50054, metrics_port=9104, gpu=True),
+    "blend": StageDefaults(port=50055, metrics_port=9105, gpu=False),
+}
+
+
+def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    defaults = STAGE_DEFAULTS[stage]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m services.{stage}", description=f"Serve the {stage} stage."
+    )
+    parser.add_argument(
+        "--port", type=int, help=f"gRPC port, 0 = any free one (default: TRYON_PORT or {defaults.port})"
+    )
+    parser.add_argument("--host", help="address to bind (default: TRYON_HOST or 0.0.0.0)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help=f"Prometheus /metrics port, 0 = any free one (default: {defaults.metrics_port})",
+    )
+    parser.add_argument(
+        "--backend", choices=[kind.value for kind in BackendKind], help="default: TRYON_BACKEND or auto"
+    )
+    args = parser.parse_args(argv)
+
+    settings = load_stage_settings(
+        port=args.port, host=args.host, metrics_port=args.metrics_port, backend=args.backend
+    )
+    configure_logging(settings)
+    backend = create_backend(stage, settings)
+    servicer_module = importlib.import_module(f"services.{stage}.servicer")
+    return StageServer(
+        stage,
+        backend,
+        [servicer_module.binding(backend)],
+        settings,
+        port=defaults.port if settings.port is None else settings.port,
+        max_concurrency=settings.max_concurrency or defaults.max_concurrency(),
+        metrics_port=defaults.metrics_port if settings.metrics_port is None else settings.metrics_port,
+    )
+
+
+def main(stage: str, argv: list[str] | None = None) -> None:
+    serve(build_server(stage, argv))
