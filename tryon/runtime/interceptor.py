@@ -184,7 +184,7 @@ class StageInterceptor(grpc.ServerInterceptor):
         try:
             return behaviour(request, context)
         except StageInputError as error:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, describe_input_error(error))
         except StageOverloadedError as error:
             self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except ModelUnavailableError as error:
@@ -202,6 +202,14 @@ class StageInterceptor(grpc.ServerInterceptor):
     @staticmethod
     def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
         raise _Abort(code, message)
+
+
+def describe_input_error(error: StageInputError) -> str:
+    """The error's message, led by the offending field so callers know what to fix."""
+    message = str(error)
+    if error.field and not message.startswith(error.field):
+        return f"{error.field}: {message}"
+    return message
 
 
 def _is_servicer_abort(error: BaseException) -> bool:

@@ -1,0 +1,62 @@
+"""Lite pose: MediaPipe Pose (bundled, weight-free) mapped to OpenPose COCO-18 keypoints.
+
+The landmarks come from the process-wide :func:`~services.pose.mediapipe_landmarks.shared_pose_landmarker`
+(the lite segmentation stage uses the same one), are converted by
+:func:`~services.pose.mediapipe_landmarks.mediapipe_to_coco18` and drawn by the controlnet_aux-identical
+:func:`~services.pose.drawing.draw_openpose`, so the pose image matches the full backend's rendering style.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.pose.drawing import draw_openpose
+from services.pose.mediapipe_landmarks import (
+    MediaPipePoseLandmarker,
+    mediapipe_to_coco18,
+    shared_pose_landmarker,
+)
+from tryon.types import BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
+
+MODEL_SOURCE = "bundled:mediapipe==0.10.21"
+
+
+def validate_person_image(person: object) -> None:
+    """Raise :class:`StageInputError` unless ``person`` is a non-empty uint8 ``(H, W, 3)`` RGB array."""
+    if not isinstance(person, np.ndarray) or person.dtype != np.uint8:
+        raise StageInputError("person must be a uint8 RGB image", field="person")
+    if person.ndim != 3 or person.shape[2] != 3 or min(person.shape[:2]) < 16:
+        raise StageInputError(
+            f"person must be an (H, W, 3) RGB image of at least 16x16 pixels, got {person.shape}",
+            field="person",
+        )
+
+
+class LitePose:
+    """COCO-18 keypoints and their OpenPose rendering from MediaPipe Pose, on the CPU."""
+
+    def __init__(self, landmarker: MediaPipePoseLandmarker | None = None) -> None:
+        self._landmarker = landmarker or shared_pose_landmarker()
+
+    def setup(self) -> None:
+        self._landmarker.setup()  # builds the graph and runs a warm-up inference
+
+    def run(self, inputs: PoseInput, /) -> PoseOutput:
+        person = inputs.person
+        validate_person_image(person)
+        height, width = person.shape[:2]
+        landmarks = self._landmarker.detect(person)
+        if landmarks is None:
+            raise StageInputError("no person found in the photo", field="person")
+        keypoints = mediapipe_to_coco18(landmarks.points, landmarks.visibility, height, width)
+        if not np.any(keypoints[:, 2] > 0):
+            raise StageInputError("no person found in the photo", field="person")
+        return PoseOutput(keypoints=keypoints, pose_image=draw_openpose(keypoints, height, width))
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(
+            stage="pose",
+            backend="lite",
+            device="cpu",
+            models=(ModelInfo("mediapipe_pose", MODEL_SOURCE),),
+        )
