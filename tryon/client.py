@@ -72,6 +72,8 @@ class ClientSettings(BaseSettings):
     max_message_mb: int = Field(default=64, ge=1, le=2047)
     retry_attempts: int = Field(default=4, ge=1, le=5)  # gRPC caps maxAttempts at 5
     ready_timeout_s: float = Field(default=120.0, gt=0)
+    #: "raw" sends uncompressed pixels (fast, larger: for our own network); "png" for constrained links.
+    wire_format: protocol.WireFormat = "raw"
 
 
 class RemoteStageError(RuntimeError):
@@ -168,6 +170,9 @@ class StageClient(Generic[In, Out]):
     def run(self, inputs: In, /, *, timeout_s: float | None = None) -> Out:
         raise NotImplementedError
 
+    def _image(self, image: Any) -> common_pb2.Image:
+        return protocol.image_to_proto(image, self.settings.wire_format)
+
     def _call(self, method: str, request: Any, *, timeout_s: float | None = None) -> Any:
         try:
             return getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
@@ -193,7 +198,7 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
         reply = self._call(
             "Segment",
             segmentation_pb2.SegmentRequest(
-                person=protocol.image_to_proto(inputs.person),
+                person=self._image(inputs.person),
                 category=protocol.category_to_proto(inputs.category),
             ),
             timeout_s=timeout_s,
@@ -213,7 +218,7 @@ class PoseClient(StageClient[PoseInput, PoseOutput]):
     def run(self, inputs: PoseInput, /, *, timeout_s: float | None = None) -> PoseOutput:
         reply = self._call(
             "Estimate",
-            pose_pb2.EstimatePoseRequest(person=protocol.image_to_proto(inputs.person)),
+            pose_pb2.EstimatePoseRequest(person=self._image(inputs.person)),
             timeout_s=timeout_s,
         )
         return PoseOutput(
@@ -228,14 +233,14 @@ class WarpClient(StageClient[WarpInput, WarpOutput]):
     def run(self, inputs: WarpInput, /, *, timeout_s: float | None = None) -> WarpOutput:
         height, width = inputs.target_size
         request = warp_pb2.WarpGarmentRequest(
-            garment=protocol.image_to_proto(inputs.garment),
+            garment=self._image(inputs.garment),
             pose=protocol.keypoints_to_proto(inputs.keypoints),
             target_width=width,
             target_height=height,
             category=protocol.category_to_proto(inputs.category),
         )
         if inputs.clothing_mask is not None:
-            request.clothing_mask.CopyFrom(protocol.image_to_proto(inputs.clothing_mask))
+            request.clothing_mask.CopyFrom(self._image(inputs.clothing_mask))
         reply = self._call("WarpGarment", request, timeout_s=timeout_s)
         return WarpOutput(
             warped_garment=protocol.rgba_from_proto(
@@ -256,10 +261,10 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
 
     def run(self, inputs: InpaintInput, /, *, timeout_s: float | None = None) -> InpaintOutput:
         request = inpaint_pb2.InpaintRequest(
-            person=protocol.image_to_proto(inputs.person),
-            clothing_mask=protocol.image_to_proto(inputs.clothing_mask),
-            warped_garment=protocol.image_to_proto(inputs.warped_garment),
-            pose_image=protocol.image_to_proto(inputs.pose_image),
+            person=self._image(inputs.person),
+            clothing_mask=self._image(inputs.clothing_mask),
+            warped_garment=self._image(inputs.warped_garment),
+            pose_image=self._image(inputs.pose_image),
             category=protocol.category_to_proto(inputs.category),
             options=protocol.options_to_proto(inputs.options),
         )
@@ -272,10 +277,10 @@ class BlendClient(StageClient[BlendInput, BlendOutput]):
 
     def run(self, inputs: BlendInput, /, *, timeout_s: float | None = None) -> BlendOutput:
         request = blend_pb2.BlendRequest(
-            person=protocol.image_to_proto(inputs.person),
-            generated=protocol.image_to_proto(inputs.generated),
-            clothing_mask=protocol.image_to_proto(inputs.clothing_mask),
-            face_mask=protocol.image_to_proto(inputs.face_mask),
+            person=self._image(inputs.person),
+            generated=self._image(inputs.generated),
+            clothing_mask=self._image(inputs.clothing_mask),
+            face_mask=self._image(inputs.face_mask),
         )
         reply = self._call("Blend", request, timeout_s=timeout_s)
         return BlendOutput(image=protocol.image_from_proto(reply.image, field="image"))

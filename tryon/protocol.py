@@ -6,6 +6,8 @@ does the reverse. Keeping both directions here means a field is mapped in exactl
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 
@@ -30,24 +32,37 @@ _CATEGORY_FROM_PROTO = {value: key for key, value in _CATEGORY_TO_PROTO.items()}
 _CATEGORY_FROM_PROTO[common_pb2.GARMENT_CATEGORY_UNSPECIFIED] = GarmentCategory.UPPER_BODY
 
 
-def image_to_proto(image: npt.NDArray[np.uint8]) -> common_pb2.Image:
+WireFormat = Literal["png", "raw"]
+
+
+def image_to_proto(image: npt.NDArray[np.uint8], wire: WireFormat = "png") -> common_pb2.Image:
+    raw = wire == "raw"
     return common_pb2.Image(
-        data=imaging.encode_png(image),
-        media_type="image/png",
+        data=imaging.encode_raw(image) if raw else imaging.encode_png(image),
+        media_type=imaging.RAW_MEDIA_TYPE if raw else "image/png",
         width=image.shape[1],
         height=image.shape[0],
     )
 
 
+def wire_of(message: common_pb2.Image) -> WireFormat:
+    """The format to answer in: raw callers (our own services) get raw pixels back, everyone else PNG."""
+    return "raw" if message.media_type == imaging.RAW_MEDIA_TYPE else "png"
+
+
 def image_from_proto(
     message: common_pb2.Image, *, field: str, mode: imaging.ColourMode = "RGB", min_side: int = 1
 ) -> npt.NDArray[np.uint8]:
+    if message.media_type == imaging.RAW_MEDIA_TYPE:
+        return imaging.decode_raw(
+            message.data, message.width, message.height, field=field, mode=mode, min_side=min_side
+        )
     return imaging.decode_image(message.data, field=field, mode=mode, min_side=min_side)
 
 
 def mask_from_proto(message: common_pb2.Image, *, field: str, shape: tuple[int, int]) -> Mask:
     """Decode a mask and check it matches the person image (``shape`` = (height, width))."""
-    mask = imaging.decode_image(message.data, field=field, mode="L")
+    mask = image_from_proto(message, field=field, mode="L")
     if mask.shape != shape:
         raise StageInputError(
             f"{field}: mask is {mask.shape[1]}x{mask.shape[0]} but the person image is {shape[1]}x{shape[0]}",
@@ -60,7 +75,7 @@ def mask_from_proto(message: common_pb2.Image, *, field: str, shape: tuple[int, 
 def rgba_from_proto(
     message: common_pb2.Image, *, field: str, shape: tuple[int, int]
 ) -> npt.NDArray[np.uint8]:
-    image = imaging.decode_image(message.data, field=field, mode="RGBA")
+    image = image_from_proto(message, field=field, mode="RGBA")
     if image.shape[:2] != shape:
         raise StageInputError(
             f"{field}: image is {image.shape[1]}x{image.shape[0]} but the person image is "

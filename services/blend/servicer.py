@@ -18,6 +18,7 @@ class BlendServicer(blend_pb2_grpc.BlendServicer):
         self, request: blend_pb2.BlendRequest, context: grpc.ServicerContext
     ) -> blend_pb2.BlendResponse:
         person = protocol.image_from_proto(request.person, field="person")
+        wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
         generated = protocol.image_from_proto(request.generated, field="generated")
         if generated.shape[:2] != shape:
@@ -30,7 +31,7 @@ class BlendServicer(blend_pb2_grpc.BlendServicer):
         result = self.backend.run(
             BlendInput(person=person, generated=generated, clothing_mask=clothing_mask, face_mask=face_mask)
         )
-        return blend_pb2.BlendResponse(image=protocol.image_to_proto(result.image))
+        return blend_pb2.BlendResponse(image=protocol.image_to_proto(result.image, wire))
 
     def GetInfo(
         self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext

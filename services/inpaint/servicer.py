@@ -19,6 +19,7 @@ class InpaintServicer(inpaint_pb2_grpc.InpaintServicer):
     ) -> inpaint_pb2.InpaintResponse:
         options = protocol.options_from_proto(request.options)  # validates first: cheapest failure
         person = protocol.image_from_proto(request.person, field="person")
+        wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
         clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
         if not clothing_mask.any():
@@ -38,7 +39,7 @@ class InpaintServicer(inpaint_pb2_grpc.InpaintServicer):
                 options=options,
             )
         )
-        return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image))
+        return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image, wire))
 
     def GetInfo(
         self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext

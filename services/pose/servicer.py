@@ -18,10 +18,11 @@ class PoseServicer(pose_pb2_grpc.PoseServicer):
         self, request: pose_pb2.EstimatePoseRequest, context: grpc.ServicerContext
     ) -> pose_pb2.EstimatePoseResponse:
         person = protocol.image_from_proto(request.person, field="person")
+        wire = protocol.wire_of(request.person)  # answer in the caller's image format
         result = self.backend.run(PoseInput(person=person))
         return pose_pb2.EstimatePoseResponse(
             pose=protocol.keypoints_to_proto(result.keypoints),
-            pose_image=protocol.image_to_proto(result.pose_image),
+            pose_image=protocol.image_to_proto(result.pose_image, wire),
         )
 
     def GetInfo(

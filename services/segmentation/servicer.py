@@ -18,14 +18,15 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
         self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext
     ) -> segmentation_pb2.SegmentResponse:
         person = protocol.image_from_proto(request.person, field="person")
+        wire = protocol.wire_of(request.person)  # answer in the caller's image format
         result = self.backend.run(
             SegmentationInput(person=person, category=protocol.category_from_proto(request.category))
         )
         return segmentation_pb2.SegmentResponse(
-            label_map=protocol.image_to_proto(result.label_map),
-            clothing_mask=protocol.image_to_proto(result.clothing_mask),
-            face_mask=protocol.image_to_proto(result.face_mask),
-            person_mask=protocol.image_to_proto(result.person_mask),
+            label_map=protocol.image_to_proto(result.label_map, wire),
+            clothing_mask=protocol.image_to_proto(result.clothing_mask, wire),
+            face_mask=protocol.image_to_proto(result.face_mask, wire),
+            person_mask=protocol.image_to_proto(result.person_mask, wire),
         )
 
     def GetInfo(

@@ -25,6 +25,7 @@ class WarpServicer(warp_pb2_grpc.WarpServicer):
                 raise StageInputError(f"{field} must be in [16, {MAX_TARGET_SIDE}]", field=field)
         shape = (request.target_height, request.target_width)
         garment = protocol.image_from_proto(request.garment, field="garment", mode="RGBA")
+        wire = protocol.wire_of(request.garment)  # answer in the caller's image format
         clothing_mask = (
             protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
             if request.clothing_mask.data
@@ -40,7 +41,7 @@ class WarpServicer(warp_pb2_grpc.WarpServicer):
             )
         )
         return warp_pb2.WarpGarmentResponse(
-            warped_garment=protocol.image_to_proto(result.warped_garment),
+            warped_garment=protocol.image_to_proto(result.warped_garment, wire),
             landmarks=[
                 warp_pb2.GarmentLandmark(name=name, x=x, y=y)
                 for name, (x, y) in result.garment_landmarks.items()

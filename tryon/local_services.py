@@ -1,4 +1,8 @@
-"""Start stage services as real subprocesses on free loopback ports, and stop them."""
+"""Start stage services as local subprocesses on free loopback ports, and stop them.
+
+Used by the tests and benchmarks that need real services, and handy for running the whole chain on one
+machine. Each service is exactly what a deployment runs: ``python -m services.<stage>``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -42,11 +46,11 @@ class RunningService:
         return self.process.wait()
 
 
-def start_service(stage: str, **env: str) -> RunningService:
+def start_service(stage: str, backend: str = "lite", **env: str) -> RunningService:
     port, metrics_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", f"services.{stage}", "--port", str(port), "--host", "127.0.0.1",
-         "--metrics-port", str(metrics_port), "--backend", "lite"],
+         "--metrics-port", str(metrics_port), "--backend", backend],
         cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -54,8 +58,10 @@ def start_service(stage: str, **env: str) -> RunningService:
 
 
 @contextmanager
-def running_services(stages: tuple[str, ...], **env: str) -> Iterator[dict[str, RunningService]]:
-    services = {stage: start_service(stage, **env) for stage in stages}
+def running_services(
+    stages: tuple[str, ...], backend: str = "lite", **env: str
+) -> Iterator[dict[str, RunningService]]:
+    services = {stage: start_service(stage, backend, **env) for stage in stages}
     try:
         yield services
     finally:
