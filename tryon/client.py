@@ -12,6 +12,7 @@ every call. Status codes come back as the same exceptions the stages raise in pr
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Generic, TypeVar
 
@@ -86,6 +87,12 @@ class RemoteStageError(RuntimeError):
         self.code = code
 
 
+#: Client keepalive ping interval; must not be shorter than the servers' minimum ping interval.
+KEEPALIVE_TIME_MS = 30_000
+#: "field: message", as the stage servers write INVALID_ARGUMENT details (runtime.describe_input_error).
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
+
+
 def _service_config(service: str, attempts: int) -> str:
     return json.dumps(
         {
@@ -105,25 +112,36 @@ def _service_config(service: str, attempts: int) -> str:
     )
 
 
-def open_channel(address: str, service: str, settings: ClientSettings) -> grpc.Channel:
+def channel_options(service: str, settings: ClientSettings) -> list[tuple[str, Any]]:
     limit = settings.max_message_mb * 1024 * 1024
-    return grpc.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_send_message_length", limit),
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.enable_retries", 1),
-            ("grpc.service_config", _service_config(service, settings.retry_attempts)),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
-        ],
-    )
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", _service_config(service, settings.retry_attempts)),
+        # gRPC replays a request only while it fits its retry buffer (256 KiB by default): a stage request
+        # carries images of several MB, so without this no call would ever be retried.
+        ("grpc.per_rpc_retry_buffer_size", limit),
+        # Pings keep idle connections through load balancers and NATs alive and detect dead peers during
+        # minutes-long inpaint calls. The stage servers accept pings this frequent (tryon/runtime/server.py);
+        # a server that does not answers GOAWAY "too_many_pings".
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def open_channel(address: str, service: str, settings: ClientSettings) -> grpc.Channel:
+    return grpc.insecure_channel(address, options=channel_options(service, settings))
 
 
 class StageClient(Generic[In, Out]):
-    """Base of the five clients: channel, deadline, error mapping, readiness and info."""
+    """Base of the five clients: channel, deadline, error mapping, readiness and info.
+
+    A client is the remote adapter of its stage: it has the :class:`~tryon.types.StageBackend` methods
+    (``setup`` waits for SERVING, ``run``, ``info``), so it stands wherever a backend does.
+    """
 
     stage: str
     service: str
@@ -140,6 +158,12 @@ class StageClient(Generic[In, Out]):
 
     def close(self) -> None:
         self.channel.close()
+
+    def __enter__(self) -> StageClient[In, Out]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def setup(self) -> None:
         """Wait until the service reports SERVING (its backend is loaded and warm)."""
@@ -179,7 +203,8 @@ class StageClient(Generic[In, Out]):
         except grpc.RpcError as error:
             code, details = error.code(), error.details() or ""
             if code is grpc.StatusCode.INVALID_ARGUMENT:
-                raise StageInputError(details) from error
+                field = _FIELD_PREFIX.match(details)
+                raise StageInputError(details, field=field.group(1) if field else None) from error
             if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise StageOverloadedError(f"{self.stage}: {details}") from error
             if code is grpc.StatusCode.FAILED_PRECONDITION:
@@ -296,3 +321,7 @@ def remote_backends(settings: ClientSettings | None = None) -> dict[str, StageCl
         "inpaint": InpaintClient(settings.inpaint_addr, settings),
         "blend": BlendClient(settings.blend_addr, settings),
     }
+
+
+#: Every client is a StageBackend over gRPC; the name the pipeline and orchestrator docs use for that role.
+RemoteStage = StageClient

@@ -72,16 +72,21 @@ def mask_from_proto(message: common_pb2.Image, *, field: str, shape: tuple[int, 
     return np.where(mask >= 128, 255, 0).astype(np.uint8)
 
 
-def rgba_from_proto(
-    message: common_pb2.Image, *, field: str, shape: tuple[int, int]
-) -> npt.NDArray[np.uint8]:
-    image = image_from_proto(message, field=field, mode="RGBA")
+def require_size(image: npt.NDArray[np.uint8], shape: tuple[int, int], *, field: str) -> None:
+    """Images of a request share the person's frame: check ``image`` is ``shape`` = (height, width)."""
     if image.shape[:2] != shape:
         raise StageInputError(
             f"{field}: image is {image.shape[1]}x{image.shape[0]} but the person image is "
             f"{shape[1]}x{shape[0]}",
             field=field,
         )
+
+
+def rgba_from_proto(
+    message: common_pb2.Image, *, field: str, shape: tuple[int, int]
+) -> npt.NDArray[np.uint8]:
+    image = image_from_proto(message, field=field, mode="RGBA")
+    require_size(image, shape, field=field)
     return image
 
 

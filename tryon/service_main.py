@@ -10,12 +10,13 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 from tryon.backends import create_backend
 from tryon.runtime import StageServer, configure_logging, serve
 from tryon.settings import load_stage_settings
-from tryon.types import STAGES, BackendKind
+from tryon.types import STAGES, BackendKind, ModelUnavailableError
 
 log = logging.getLogger("tryon.service")
 
@@ -78,5 +79,15 @@ def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
     )
 
 
+#: Exit status when the requested backend cannot be served (as ``tryon run``): restarting will not help.
+EXIT_NO_MODEL = 3
+
+
 def main(stage: str, argv: list[str] | None = None) -> None:
-    serve(build_server(stage, argv))
+    try:
+        server = build_server(stage, argv)
+    except ModelUnavailableError as error:
+        # `--backend full` without its weights or packages: one line saying what to do, not a traceback.
+        log.error("%s", error)
+        sys.exit(EXIT_NO_MODEL)
+    serve(server)

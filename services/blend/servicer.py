@@ -21,11 +21,10 @@ class BlendServicer(blend_pb2_grpc.BlendServicer):
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
         generated = protocol.image_from_proto(request.generated, field="generated")
-        if generated.shape[:2] != shape:
-            raise StageInputError("generated must have the person image's size", field="generated")
+        protocol.require_size(generated, shape, field="generated")
         clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
         if not clothing_mask.any():
-            raise StageInputError("clothing_mask is empty: nothing to blend", field="clothing_mask")
+            raise StageInputError("clothing_mask: empty mask, nothing to blend", field="clothing_mask")
         # An empty face mask is valid (a photo cropped below the chin): nothing to restore.
         face_mask = protocol.mask_from_proto(request.face_mask, field="face_mask", shape=shape)
         result = self.backend.run(

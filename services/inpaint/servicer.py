@@ -23,10 +23,9 @@ class InpaintServicer(inpaint_pb2_grpc.InpaintServicer):
         shape = person.shape[:2]
         clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
         if not clothing_mask.any():
-            raise StageInputError("clothing_mask is empty: nothing to inpaint", field="clothing_mask")
+            raise StageInputError("clothing_mask: empty mask, nothing to inpaint", field="clothing_mask")
         pose_image = protocol.image_from_proto(request.pose_image, field="pose_image")
-        if pose_image.shape[:2] != shape:
-            raise StageInputError("pose_image must have the person image's size", field="pose_image")
+        protocol.require_size(pose_image, shape, field="pose_image")
         result = self.backend.run(
             InpaintInput(
                 person=person,

@@ -22,7 +22,9 @@ class WarpServicer(warp_pb2_grpc.WarpServicer):
     ) -> warp_pb2.WarpGarmentResponse:
         for field in ("target_width", "target_height"):
             if not 16 <= getattr(request, field) <= MAX_TARGET_SIDE:
-                raise StageInputError(f"{field} must be in [16, {MAX_TARGET_SIDE}]", field=field)
+                raise StageInputError(
+                    f"{field}: must be in [16, {MAX_TARGET_SIDE}], got {getattr(request, field)}", field=field
+                )
         shape = (request.target_height, request.target_width)
         garment = protocol.image_from_proto(request.garment, field="garment", mode="RGBA")
         wire = protocol.wire_of(request.garment)  # answer in the caller's image format

@@ -11,10 +11,12 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+import tryon
 from tests.imagegen import draw_garment, person_photo
-from tryon import imaging
+from tryon import imaging, protocol
 from tryon.backends import create_backend
 from tryon.client import ClientSettings, StageClient, remote_backends
 from tryon.local_services import RunningService, running_services, start_service
@@ -42,6 +44,10 @@ from tryon.v1 import (
     inpaint_pb2_grpc,
     pose_pb2,
     pose_pb2_grpc,
+    segmentation_pb2,
+    segmentation_pb2_grpc,
+    warp_pb2,
+    warp_pb2_grpc,
 )
 
 SERVICE_NAMES = {stage: f"tryon.v1.{stage.capitalize()}" for stage in STAGES}
@@ -130,13 +136,28 @@ def _assert_same_output(remote: object, local: object) -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_service_is_serving_reflected_and_reports_its_backend(
-    stage: str, services: dict[str, RunningService], clients: dict[str, StageClient]
+    stage: str,
+    services: dict[str, RunningService],
+    clients: dict[str, StageClient],
+    local: dict[str, StageBackend],
 ) -> None:
     with _channel(services[stage]) as channel:
         listed = ProtoReflectionDescriptorDatabase(channel).get_services()
     assert SERVICE_NAMES[stage] in listed
+    with _channel(services[stage]) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service_name in ("", SERVICE_NAMES[stage]):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        get_info = channel.unary_unary(
+            f"/{SERVICE_NAMES[stage]}/GetInfo",
+            request_serializer=common_pb2.GetInfoRequest.SerializeToString,
+            response_deserializer=common_pb2.ServiceInfo.FromString,
+        )
+        assert get_info(common_pb2.GetInfoRequest(), timeout=5).version == tryon.__version__
     info = clients[stage].info()
     assert (info.stage, info.backend, info.device) == (stage, "lite", "cpu")
+    assert info == local[stage].info()  # models included
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -148,6 +169,26 @@ def test_remote_call_matches_the_in_process_stage(
 ) -> None:
     inputs = stage_inputs[stage]
     _assert_same_output(clients[stage].run(inputs), local[stage].run(inputs))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_png_wire_format_gives_the_same_results(
+    stage: str,
+    services: dict[str, RunningService],
+    local: dict[str, StageBackend],
+    stage_inputs: dict[str, object],
+) -> None:
+    """What grpcurl and other callers send (PNG) decodes to the very pixels our raw hops carry."""
+    settings = ClientSettings(
+        wire_format="png", **{f"{name}_addr": service.address for name, service in services.items()}
+    )
+    png_clients = remote_backends(settings)
+    try:
+        inputs = stage_inputs[stage]
+        _assert_same_output(png_clients[stage].run(inputs), local[stage].run(inputs))
+    finally:
+        for png_client in png_clients.values():
+            png_client.close()
 
 
 def test_chain_through_five_services_equals_the_in_process_pipeline(
@@ -251,6 +292,115 @@ def test_out_of_range_options_are_invalid_argument(
         error = _call_error(inpaint_pb2_grpc.InpaintStub(channel).Inpaint, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in error.details()
+
+
+def _png(image: np.ndarray) -> common_pb2.Image:
+    return protocol.image_to_proto(image, "png")
+
+
+def _inpaint_request(inputs: InpaintInput, **replace: common_pb2.Image) -> inpaint_pb2.InpaintRequest:
+    fields = {
+        "person": _png(inputs.person),
+        "clothing_mask": _png(inputs.clothing_mask),
+        "warped_garment": _png(inputs.warped_garment),
+        "pose_image": _png(inputs.pose_image),
+    }
+    return inpaint_pb2.InpaintRequest(**{**fields, **replace})
+
+
+def _warp_request(inputs: WarpInput, **replace: object) -> warp_pb2.WarpGarmentRequest:
+    fields = {
+        "garment": _png(inputs.garment),
+        "pose": protocol.keypoints_to_proto(inputs.keypoints),
+        "target_width": inputs.target_size[1],
+        "target_height": inputs.target_size[0],
+    }
+    return warp_pb2.WarpGarmentRequest(**{**fields, **replace})
+
+
+def _blend_request_from(inputs: BlendInput, **replace: common_pb2.Image) -> blend_pb2.BlendRequest:
+    fields = {
+        "person": _png(inputs.person),
+        "generated": _png(inputs.generated),
+        "clothing_mask": _png(inputs.clothing_mask),
+        "face_mask": _png(inputs.face_mask),
+    }
+    return blend_pb2.BlendRequest(**{**fields, **replace})
+
+
+GARBAGE = common_pb2.Image(data=b"GIF89a not really")
+SMALL_MASK = np.full((40, 30), 255, np.uint8)
+#: (stage, bad request built from that stage's valid inputs, the field the error must name)
+BAD_REQUESTS = {
+    "segmentation-undecodable-person": (
+        "segmentation", lambda inputs: segmentation_pb2.SegmentRequest(person=GARBAGE), "person",
+    ),
+    "segmentation-unknown-category": (
+        "segmentation",
+        lambda inputs: segmentation_pb2.SegmentRequest(person=_png(inputs.person), category=42),
+        "category",
+    ),
+    "segmentation-raw-pixels-of-the-wrong-size": (
+        "segmentation",
+        lambda inputs: segmentation_pb2.SegmentRequest(
+            person=common_pb2.Image(data=bytes(100), media_type=imaging.RAW_MEDIA_TYPE, width=64, height=64)
+        ),
+        "person",
+    ),
+    "pose-undecodable-person": (
+        "pose", lambda inputs: pose_pb2.EstimatePoseRequest(person=GARBAGE), "person",
+    ),
+    "warp-undecodable-garment": ("warp", lambda inputs: _warp_request(inputs, garment=GARBAGE), "garment"),
+    "warp-17-keypoints": (
+        "warp",
+        lambda inputs: _warp_request(inputs, pose=protocol.keypoints_to_proto(inputs.keypoints[:17])),
+        "pose",
+    ),
+    "warp-zero-target-width": ("warp", lambda inputs: _warp_request(inputs, target_width=0), "target_width"),
+    "warp-mismatched-mask": (
+        "warp", lambda inputs: _warp_request(inputs, clothing_mask=_png(SMALL_MASK)), "clothing_mask",
+    ),
+    "inpaint-mismatched-garment": (
+        "inpaint",
+        lambda inputs: _inpaint_request(inputs, warped_garment=_png(inputs.warped_garment[:-8])),
+        "warped_garment",
+    ),
+    "inpaint-mismatched-pose-image": (
+        "inpaint", lambda inputs: _inpaint_request(inputs, pose_image=_png(inputs.pose_image[:, :-8])),
+        "pose_image",
+    ),
+    "inpaint-empty-mask": (
+        "inpaint",
+        lambda inputs: _inpaint_request(inputs, clothing_mask=_png(np.zeros_like(inputs.clothing_mask))),
+        "clothing_mask",
+    ),
+    "blend-mismatched-generated": (
+        "blend", lambda inputs: _blend_request_from(inputs, generated=_png(inputs.generated[:-1])),
+        "generated",
+    ),
+    "blend-mismatched-face-mask": (
+        "blend", lambda inputs: _blend_request_from(inputs, face_mask=_png(SMALL_MASK)), "face_mask",
+    ),
+}  # fmt: skip
+STUB_METHODS = {
+    "segmentation": (segmentation_pb2_grpc.SegmentationStub, "Segment"),
+    "pose": (pose_pb2_grpc.PoseStub, "Estimate"),
+    "warp": (warp_pb2_grpc.WarpStub, "WarpGarment"),
+    "inpaint": (inpaint_pb2_grpc.InpaintStub, "Inpaint"),
+    "blend": (blend_pb2_grpc.BlendStub, "Blend"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_bad_requests_are_invalid_argument_naming_the_field(
+    case: str, services: dict[str, RunningService], stage_inputs: dict[str, object]
+) -> None:
+    stage, build, field = BAD_REQUESTS[case]
+    stub_class, method = STUB_METHODS[stage]
+    with _channel(services[stage]) as channel:
+        error = _call_error(getattr(stub_class(channel), method), build(stage_inputs[stage]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith(f"{field}:"), error.details()
 
 
 def test_client_maps_invalid_argument_to_stage_input_error(

@@ -207,7 +207,7 @@ class StageInterceptor(grpc.ServerInterceptor):
 def describe_input_error(error: StageInputError) -> str:
     """The error's message, led by the offending field so callers know what to fix."""
     message = str(error)
-    if error.field and not message.startswith(error.field):
+    if error.field and not message.startswith(f"{error.field}:"):
         return f"{error.field}: {message}"
     return message
 

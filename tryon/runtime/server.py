@@ -36,6 +36,10 @@ log = logging.getLogger("tryon.runtime")
 
 #: Threads beyond the admitted calls, so health checks, reflection and GetInfo never wait behind work.
 _INFRA_THREADS = 4
+#: The most frequent keepalive pings accepted from a client (tryon.client pings every 30 s). gRPC's default
+#: allows one per 5 minutes without data and answers more with GOAWAY "too_many_pings", dropping the
+#: connection, and with it any call in flight.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class StageServer:
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
                 ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
             ],
         )
         self.health = health.HealthServicer()
