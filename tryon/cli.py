@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Logs to whatever ``sys.stderr`` is when a record is written (embedding apps and tests swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 class StageProgress:
     """One line per stage on stderr: ``[2/5] pose ... 41 ms``."""
 
@@ -154,7 +166,9 @@ def command_models(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(message)s",
+        handlers=[CurrentStderrHandler()],
     )
     try:
         if args.command == "run":

@@ -110,8 +110,13 @@ class TryOnPipeline:
         return cls({stage: create_backend(stage, settings) for stage in STAGES})
 
     def setup(self) -> None:
-        """Load and warm every backend once (in parallel: model loads are mostly I/O and native code)."""
-        list(self._parallel.map(lambda backend: backend.setup(), self.backends.values()))
+        """Load and warm every backend once, one after the other.
+
+        Not in parallel: transformers' and diffusers' loaders create modules on the meta device by patching
+        torch globally (accelerate's init_empty_weights), so two concurrent loads corrupt each other.
+        """
+        for backend in self.backends.values():
+            backend.setup()
 
     def close(self) -> None:
         self._parallel.shutdown(wait=True)
