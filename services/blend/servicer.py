@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import __version__, protocol
+from tryon import protocol
 from tryon.runtime import ServiceBinding
+from tryon.runtime.servicer import StageServicer
 from tryon.types import BlendInput, BlendOutput, StageBackend, StageInputError
-from tryon.v1 import blend_pb2, blend_pb2_grpc, common_pb2
+from tryon.v1 import blend_pb2, blend_pb2_grpc
 
 
-class BlendServicer(blend_pb2_grpc.BlendServicer):
-    def __init__(self, backend: StageBackend[BlendInput, BlendOutput]) -> None:
-        self.backend = backend
-
+class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.BlendServicer):
     def Blend(
         self, request: blend_pb2.BlendRequest, context: grpc.ServicerContext
     ) -> blend_pb2.BlendResponse:
@@ -31,11 +29,6 @@ class BlendServicer(blend_pb2_grpc.BlendServicer):
             BlendInput(person=person, generated=generated, clothing_mask=clothing_mask, face_mask=face_mask)
         )
         return blend_pb2.BlendResponse(image=protocol.image_to_proto(result.image, wire))
-
-    def GetInfo(
-        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
-    ) -> common_pb2.ServiceInfo:
-        return protocol.info_to_proto(self.backend.info(), __version__)
 
 
 def binding(backend: StageBackend[BlendInput, BlendOutput]) -> ServiceBinding:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import __version__, protocol
+from tryon import protocol
 from tryon.runtime import ServiceBinding
+from tryon.runtime.servicer import StageServicer
 from tryon.types import InpaintInput, InpaintOutput, StageBackend, StageInputError
-from tryon.v1 import common_pb2, inpaint_pb2, inpaint_pb2_grpc
+from tryon.v1 import inpaint_pb2, inpaint_pb2_grpc
 
 
-class InpaintServicer(inpaint_pb2_grpc.InpaintServicer):
-    def __init__(self, backend: StageBackend[InpaintInput, InpaintOutput]) -> None:
-        self.backend = backend
-
+class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_grpc.InpaintServicer):
     def Inpaint(
         self, request: inpaint_pb2.InpaintRequest, context: grpc.ServicerContext
     ) -> inpaint_pb2.InpaintResponse:
@@ -39,11 +37,6 @@ class InpaintServicer(inpaint_pb2_grpc.InpaintServicer):
             )
         )
         return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image, wire))
-
-    def GetInfo(
-        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
-    ) -> common_pb2.ServiceInfo:
-        return protocol.info_to_proto(self.backend.info(), __version__)
 
 
 def binding(backend: StageBackend[InpaintInput, InpaintOutput]) -> ServiceBinding:

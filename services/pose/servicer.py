@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import __version__, protocol
+from tryon import protocol
 from tryon.runtime import ServiceBinding
+from tryon.runtime.servicer import StageServicer
 from tryon.types import PoseInput, PoseOutput, StageBackend
-from tryon.v1 import common_pb2, pose_pb2, pose_pb2_grpc
+from tryon.v1 import pose_pb2, pose_pb2_grpc
 
 
-class PoseServicer(pose_pb2_grpc.PoseServicer):
-    def __init__(self, backend: StageBackend[PoseInput, PoseOutput]) -> None:
-        self.backend = backend
-
+class PoseServicer(StageServicer[PoseInput, PoseOutput], pose_pb2_grpc.PoseServicer):
     def Estimate(
         self, request: pose_pb2.EstimatePoseRequest, context: grpc.ServicerContext
     ) -> pose_pb2.EstimatePoseResponse:
@@ -24,11 +22,6 @@ class PoseServicer(pose_pb2_grpc.PoseServicer):
             pose=protocol.keypoints_to_proto(result.keypoints),
             pose_image=protocol.image_to_proto(result.pose_image, wire),
         )
-
-    def GetInfo(
-        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
-    ) -> common_pb2.ServiceInfo:
-        return protocol.info_to_proto(self.backend.info(), __version__)
 
 
 def binding(backend: StageBackend[PoseInput, PoseOutput]) -> ServiceBinding:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import __version__, protocol
+from tryon import protocol
 from tryon.runtime import ServiceBinding
+from tryon.runtime.servicer import StageServicer
 from tryon.types import SegmentationInput, SegmentationOutput, StageBackend
-from tryon.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
+from tryon.v1 import segmentation_pb2, segmentation_pb2_grpc
 
 
-class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
-    def __init__(self, backend: StageBackend[SegmentationInput, SegmentationOutput]) -> None:
-        self.backend = backend
-
+class SegmentationServicer(
+    StageServicer[SegmentationInput, SegmentationOutput], segmentation_pb2_grpc.SegmentationServicer
+):
     def Segment(
         self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext
     ) -> segmentation_pb2.SegmentResponse:
@@ -28,11 +28,6 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
             face_mask=protocol.image_to_proto(result.face_mask, wire),
             person_mask=protocol.image_to_proto(result.person_mask, wire),
         )
-
-    def GetInfo(
-        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
-    ) -> common_pb2.ServiceInfo:
-        return protocol.info_to_proto(self.backend.info(), __version__)
 
 
 def binding(backend: StageBackend[SegmentationInput, SegmentationOutput]) -> ServiceBinding:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import __version__, protocol
+from tryon import protocol
 from tryon.runtime import ServiceBinding
+from tryon.runtime.servicer import StageServicer
 from tryon.types import StageBackend, StageInputError, WarpInput, WarpOutput
-from tryon.v1 import common_pb2, warp_pb2, warp_pb2_grpc
+from tryon.v1 import warp_pb2, warp_pb2_grpc
 
 #: The warp writes a target_width x target_height RGBA image; bound it like the decoder bounds inputs.
 MAX_TARGET_SIDE = 4096
 
 
-class WarpServicer(warp_pb2_grpc.WarpServicer):
-    def __init__(self, backend: StageBackend[WarpInput, WarpOutput]) -> None:
-        self.backend = backend
-
+class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServicer):
     def WarpGarment(
         self, request: warp_pb2.WarpGarmentRequest, context: grpc.ServicerContext
     ) -> warp_pb2.WarpGarmentResponse:
@@ -49,11 +47,6 @@ class WarpServicer(warp_pb2_grpc.WarpServicer):
                 for name, (x, y) in result.garment_landmarks.items()
             ],
         )
-
-    def GetInfo(
-        self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext
-    ) -> common_pb2.ServiceInfo:
-        return protocol.info_to_proto(self.backend.info(), __version__)
 
 
 def binding(backend: StageBackend[WarpInput, WarpOutput]) -> ServiceBinding:
