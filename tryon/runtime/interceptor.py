@@ -144,12 +144,9 @@ class StageInterceptor(grpc.ServerInterceptor):
         context: grpc.ServicerContext,
     ) -> Any:
         if not self.ready.is_set():
-            self._abort(
-                context, grpc.StatusCode.UNAVAILABLE, f"{self.stage} backend is loading; retry shortly"
-            )
+            self._abort(grpc.StatusCode.UNAVAILABLE, f"{self.stage} backend is loading; retry shortly")
         if not self.admission.try_admit():
             self._abort(
-                context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{self.stage} is at capacity ({self.admission.max_concurrency} running, "
                 f"{self.admission.max_queue} queued); retry later",
@@ -161,14 +158,12 @@ class StageInterceptor(grpc.ServerInterceptor):
             finally:
                 self.metrics.queued.labels(stage=self.stage).dec()
             if not got_slot:
-                self._abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired while queued")
+                self._abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired while queued")
             try:
                 remaining = context.time_remaining()
                 if (remaining is not None and remaining <= 0) or not context.is_active():
                     # The caller has given up: doing the work would only delay the calls behind it.
-                    self._abort(
-                        context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before work began"
-                    )
+                    self._abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before work began")
                 return self._run_mapped(behaviour, request, context)
             finally:
                 self.admission.release_slot()
@@ -184,23 +179,21 @@ class StageInterceptor(grpc.ServerInterceptor):
         try:
             return behaviour(request, context)
         except StageInputError as error:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, describe_input_error(error))
+            self._abort(grpc.StatusCode.INVALID_ARGUMENT, describe_input_error(error))
         except StageOverloadedError as error:
-            self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+            self._abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except ModelUnavailableError as error:
-            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            self._abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except _Abort:
             raise
         except Exception as error:
             if _is_servicer_abort(error):
                 raise
             log.exception("unhandled error in %s", self.stage)
-            self._abort(
-                context, grpc.StatusCode.INTERNAL, f"internal error in {self.stage}: {type(error).__name__}"
-            )
+            self._abort(grpc.StatusCode.INTERNAL, f"internal error in {self.stage}: {type(error).__name__}")
 
     @staticmethod
-    def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    def _abort(code: grpc.StatusCode, message: str) -> None:
         raise _Abort(code, message)
 
 
