@@ -15,21 +15,11 @@ from services.pose.mediapipe_landmarks import (
     MediaPipePoseLandmarker,
     mediapipe_to_coco18,
     shared_pose_landmarker,
+    validate_person_image,
 )
 from tryon.types import BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
 
 MODEL_SOURCE = "bundled:mediapipe==0.10.21"
-
-
-def validate_person_image(person: object) -> None:
-    """Raise :class:`StageInputError` unless ``person`` is a non-empty uint8 ``(H, W, 3)`` RGB array."""
-    if not isinstance(person, np.ndarray) or person.dtype != np.uint8:
-        raise StageInputError("person must be a uint8 RGB image", field="person")
-    if person.ndim != 3 or person.shape[2] != 3 or min(person.shape[:2]) < 16:
-        raise StageInputError(
-            f"person must be an (H, W, 3) RGB image of at least 16x16 pixels, got {person.shape}",
-            field="person",
-        )
 
 
 class LitePose:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from tryon.types import KP, NUM_KEYPOINTS, Keypoints, RGBImage
+from tryon.types import KP, NUM_KEYPOINTS, Keypoints, RGBImage, StageInputError
 
 #: MediaPipe Pose's landmark network sees a 256x256 crop of the person, so detecting on a 512 px copy
 #: loses nothing and keeps the image conversion cheap at 1024 px.
@@ -28,6 +28,7 @@ DETECT_LONG_SIDE = 512
 #: Below this visibility a landmark is reported missing (MediaPipe always extrapolates all 33).
 MIN_VISIBILITY = 0.3
 NUM_MEDIAPIPE_LANDMARKS = 33
+MIN_IMAGE_SIDE = 16
 
 #: COCO-18 name -> MediaPipe Pose landmark index ("left"/"right" are the person's, in both conventions).
 MEDIAPIPE_INDEX: dict[str, int] = {
@@ -85,7 +86,20 @@ def mediapipe_to_coco18(
     return keypoints
 
 
-def _downscale(rgb: RGBImage, long_side: int) -> RGBImage:
+def validate_person_image(person: object) -> None:
+    """Raise :class:`StageInputError` unless ``person`` is a non-empty uint8 ``(H, W, 3)`` RGB array."""
+    if not isinstance(person, np.ndarray) or person.dtype != np.uint8:
+        raise StageInputError("person must be a uint8 RGB image", field="person")
+    if person.ndim != 3 or person.shape[2] != 3 or min(person.shape[:2]) < MIN_IMAGE_SIDE:
+        raise StageInputError(
+            f"person must be an (H, W, 3) RGB image of at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels, "
+            f"got {person.shape}",
+            field="person",
+        )
+
+
+def downscale(rgb: RGBImage, long_side: int) -> RGBImage:
+    """``rgb`` shrunk (area-averaged) so its long side is at most ``long_side``; never enlarged."""
     height, width = rgb.shape[:2]
     scale = long_side / max(height, width)
     if scale >= 1.0:
@@ -121,7 +135,7 @@ class MediaPipePoseLandmarker:
         if self._pose is None:
             self.setup()
         height, width = rgb.shape[:2]
-        small = _downscale(rgb, self.detect_long_side)
+        small = downscale(rgb, self.detect_long_side)
         key = (hashlib.blake2b(small.tobytes(), digest_size=16).digest(), height, width)
         with self._lock:
             if key == self._last_key:

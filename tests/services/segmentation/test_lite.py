@@ -1,24 +1,139 @@
-"""Lite segmentation on skimage's astronaut (a person) and chelsea (a cat)."""
+"""LiteSegmentation: body-region geometry on hand-written landmarks, then the backend on real photos.
+
+skimage's astronaut is a half-body portrait (face, orange suit, a helmet held at the bottom right; hips
+out of the frame); skimage's cat and a blank image have no person.
+"""
 
 from __future__ import annotations
 
-import cv2
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
-from skimage import data
+import skimage.data
 
 from services.pose.lite import LitePose
 from services.pose.mediapipe_landmarks import MediaPipePoseLandmarker
-from services.segmentation.lite import LiteSegmentation, body_frame, body_regions, clothing_region
+from services.segmentation.lite import (
+    GENERIC_SKIN_MODEL,
+    Frame,
+    LiteSegmentation,
+    body_shapes,
+    category_regions,
+    fit_skin_model,
+)
+from tests.imagegen import person_photo
 from tryon.types import (
     KP,
     ClothesLabel,
     GarmentCategory,
+    Keypoints,
     PoseInput,
     SegmentationInput,
     SegmentationOutput,
     StageInputError,
 )
+
+# ------------------------------------------------------------------------------------------ geometry
+
+GEOMETRY_SHAPE = (384, 288)  # (height, width)
+
+
+def _standing_person() -> np.ndarray:
+    """MediaPipe's 33 landmarks (pixels) of a person facing the camera: their right is on the image left."""
+    points = np.zeros((33, 2))
+    for index, xy in {
+        0: (144, 40), 2: (150, 34), 5: (138, 34), 7: (158, 38), 8: (130, 38), 9: (149, 50), 10: (139, 50),
+        11: (174, 80), 12: (114, 80), 13: (184, 130), 14: (104, 130), 15: (188, 175), 16: (100, 175),
+        17: (190, 185), 18: (98, 185), 19: (189, 187), 20: (99, 187), 21: (185, 182), 22: (103, 182),
+        23: (162, 190), 24: (126, 190), 25: (164, 270), 26: (124, 270), 27: (165, 350), 28: (123, 350),
+        29: (167, 358), 30: (121, 358), 31: (170, 368), 32: (118, 368),
+    }.items():  # fmt: skip
+        points[index] = xy
+    return points
+
+
+@pytest.fixture(scope="module")
+def regions() -> dict[GarmentCategory, object]:
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    return {category: category_regions(shapes, category, frame) for category in GarmentCategory}
+
+
+def _rows(mask: np.ndarray) -> tuple[int, int]:
+    rows = np.nonzero(mask.any(axis=1))[0]
+    return int(rows.min()), int(rows.max())
+
+
+def test_each_category_covers_its_part_of_the_body(regions: dict) -> None:
+    upper, lower, dress = (regions[category] for category in GarmentCategory)
+    # A top: from over the shoulders (y 80) down to the hip joints (y 190), the last part (below the
+    # waist) only over the worn top or skin.
+    assert 60 <= _rows(upper.target)[0] <= 80
+    assert 140 <= _rows(upper.target)[1] <= 160
+    assert 185 <= _rows(upper.target | upper.band)[1] <= 200
+    # Trousers / skirt: from the waist (above the hip joints) to the ankles (y 350), not over the feet.
+    assert 160 <= _rows(lower.target | lower.band)[0] <= 185
+    assert 345 <= _rows(lower.target)[1] <= 360
+    assert not lower.target[366, 170] and lower.excluded[366, 170]  # the left foot
+    # A dress: the top's start, to below the knees (y 270).
+    assert _rows(dress.target)[0] == _rows(upper.target)[0]
+    assert 280 <= _rows(dress.target)[1] <= 320
+    for category, region in regions.items():
+        assert not np.any(region.core & ~(region.target | region.band)), category  # core: part of the region
+        assert not np.any(region.target & region.excluded), category
+        assert region.core.sum() > 100, category
+
+
+def test_arms_hands_face_and_neck_are_carved_out(regions: dict) -> None:
+    upper = regions[GarmentCategory.UPPER_BODY]
+    assert upper.target[130, 144]  # the chest
+    # The elbows (x 104 and 184 at y 130) are arms, not the top's region.
+    assert upper.arms[130, 104] and upper.arms[130, 184]
+    assert not (upper.target | upper.band)[130, 98:110].any()
+    assert not (upper.target | upper.band)[130, 178:190].any()
+    for category, region in regions.items():
+        assert region.excluded[40, 144], category  # the nose: face
+        # The neck, above the shoulder line: garment only where GrabCut finds a collar.
+        assert region.neck[62, 144] and not region.core[62, 144], category
+        assert region.excluded[195, 98], category  # the right hand
+        assert not (region.target | region.band)[62, 144], category
+
+
+def test_geometry_follows_a_leaning_person() -> None:
+    # The same person rotated by 20 degrees about the hips: the chest stays inside the torso region.
+    points = _standing_person()
+    pivot = points[[23, 24]].mean(axis=0)
+    angle = np.radians(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    leaning = (points - pivot) @ rotation.T + pivot
+    frame = Frame(*GEOMETRY_SHAPE)
+    region = category_regions(body_shapes(leaning), GarmentCategory.UPPER_BODY, frame)
+    chest = (np.array([144.0, 130.0]) - pivot) @ rotation.T + pivot
+    assert region.target[round(chest[1]), round(chest[0])]
+    shoulder_mid = leaning[[11, 12]].mean(axis=0)
+    above_neck = shoulder_mid + (shoulder_mid - pivot) * 0.25
+    x, y = round(above_neck[0]), round(above_neck[1])
+    assert region.excluded[y, x] or region.neck[y, x]
+    assert not region.target[y, x]
+
+
+def test_skin_model_learns_the_face_chroma() -> None:
+    rng = np.random.default_rng(0)
+    face = np.clip(rng.normal((200, 150, 125), 6, size=(400, 3)), 0, 255).astype(np.uint8)
+    model = fit_skin_model(face)
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0] = (205, 152, 128)  # the same skin
+    image[1] = (40, 90, 200)  # a blue garment
+    mask = model.mask(image)
+    assert mask[0].all() and not mask[1].any()
+    assert GENERIC_SKIN_MODEL.mask(image)[0].all()
+
+
+# ------------------------------------------------------------------------------------------ the backend
 
 SIZE = 1024
 
@@ -32,7 +147,7 @@ def segmentation() -> LiteSegmentation:
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    return cv2.resize(data.astronaut(), (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+    return person_photo(SIZE)  # upscaled to 1024 x 1024
 
 
 @pytest.fixture(scope="module")
@@ -46,64 +161,84 @@ def outputs(
 
 
 @pytest.fixture(scope="module")
-def nose(astronaut: np.ndarray) -> tuple[int, int]:
-    pose = LitePose()
-    pose.setup()
-    x, y, score = pose.run(PoseInput(person=astronaut)).keypoints[KP["nose"]]
-    assert score > 0.5
-    return round(float(x)), round(float(y))
+def keypoints(astronaut: np.ndarray) -> Keypoints:
+    backend = LitePose()
+    backend.setup()
+    return backend.run(PoseInput(person=astronaut)).keypoints
 
 
-def _is_binary_mask(mask: np.ndarray) -> bool:
-    return mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+def _at(mask: np.ndarray, keypoints: Keypoints, name: str) -> bool:
+    x, y, score = keypoints[KP[name]]
+    assert score > 0.5, name
+    return bool(mask[round(float(y)), round(float(x))])
 
 
-def test_shapes_and_values(outputs: dict[GarmentCategory, SegmentationOutput]) -> None:
+def test_outputs_are_binary_masks_and_a_label_map_at_the_photo_size(outputs: dict) -> None:
     for output in outputs.values():
         for mask in (output.clothing_mask, output.face_mask, output.person_mask):
-            assert _is_binary_mask(mask)
+            assert mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8
+            assert set(np.unique(mask).tolist()) <= {0, 255}
         assert output.label_map.shape == (SIZE, SIZE) and output.label_map.dtype == np.uint8
-        assert output.label_map.max() < len(ClothesLabel)
+        assert int(output.label_map.max()) < len(ClothesLabel)
 
 
-def test_person_mask_covers_the_astronaut(outputs: dict[GarmentCategory, SegmentationOutput]) -> None:
+def test_person_mask_covers_the_astronaut(outputs: dict, keypoints: Keypoints) -> None:
     person = outputs[GarmentCategory.UPPER_BODY].person_mask > 0
-    assert 0.25 < person.mean() < 0.85
-    assert person[700, 300]  # the suit's chest
-    assert not person[100, 950]  # the backdrop top right, beside the rocket's nose
+    assert 0.3 < person.mean() < 0.8
+    for name in ("nose", "neck", "right_shoulder", "left_shoulder", "right_eye"):
+        assert _at(person, keypoints, name), name
+    assert not person[:60, 900:].any()  # the backdrop at the top right corner
+    assert not person[:300, :60].any()  # the flag at the left edge
 
 
-def test_clothing_mask_inside_person_and_off_the_face(
-    outputs: dict[GarmentCategory, SegmentationOutput],
-) -> None:
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 31 + 1, 2 * 31 + 1))
+def test_clothing_mask_is_inside_the_person_and_off_the_face(outputs: dict) -> None:
     for category, output in outputs.items():
-        clothing = output.clothing_mask > 0
-        assert clothing.mean() > 0.01, category
-        grown_person = cv2.dilate(output.person_mask, kernel) > 0
-        assert not np.any(clothing & ~grown_person), category
-        assert not np.any(clothing & (output.face_mask > 0)), category
+        clothing, person, face = (
+            mask > 0 for mask in (output.clothing_mask, output.person_mask, output.face_mask)
+        )
+        assert clothing.any(), category
+        assert not np.any(clothing & ~person), category
+        assert not np.any(clothing & face), category
 
 
-def test_upper_body_covers_the_suit(outputs: dict[GarmentCategory, SegmentationOutput]) -> None:
+def test_upper_body_mask_is_the_suit_below_the_head(outputs: dict, keypoints: Keypoints) -> None:
     clothing = outputs[GarmentCategory.UPPER_BODY].clothing_mask > 0
+    assert clothing.mean() > 0.15
     assert clothing[650:800, 300:600].mean() > 0.9  # the chest below the helmet ring
-    assert not clothing[:300].any()  # nothing at head height
+    # Arms stay out even where a sleeve covers them (the lite inpainter cannot paint arms convincingly).
+    assert not _at(clothing, keypoints, "right_elbow")
+    chin_y = keypoints[KP["nose"], 1] + 0.6 * (keypoints[KP["neck"], 1] - keypoints[KP["nose"], 1])
+    assert not clothing[: round(float(chin_y))].any()  # nothing at head height
+    assert not _at(clothing, keypoints, "nose")
 
 
-def test_face_mask_covers_the_face(
-    outputs: dict[GarmentCategory, SegmentationOutput], nose: tuple[int, int]
-) -> None:
+def test_lower_body_mask_stays_below_the_chest(outputs: dict, keypoints: Keypoints) -> None:
+    # The hips are below the frame: trousers could only start near the bottom edge.
+    clothing = outputs[GarmentCategory.LOWER_BODY].clothing_mask > 0
+    neck_y = round(float(keypoints[KP["neck"], 1]))
+    assert not clothing[: neck_y + 300].any()
+    upper = outputs[GarmentCategory.UPPER_BODY].clothing_mask > 0
+    assert clothing.sum() < 0.2 * upper.sum()
+
+
+def test_dress_mask_covers_the_upper_body_region(outputs: dict) -> None:
+    upper = outputs[GarmentCategory.UPPER_BODY].clothing_mask > 0
+    dress = outputs[GarmentCategory.DRESS].clothing_mask > 0
+    assert (upper & dress).sum() > 0.85 * upper.sum()
+
+
+def test_face_mask_covers_the_face(outputs: dict, keypoints: Keypoints) -> None:
     face = outputs[GarmentCategory.UPPER_BODY].face_mask > 0
-    x, y = nose
-    assert face[y - 40 : y + 40, x - 40 : x + 40].all()
-    assert 0.02 < face.mean() < 0.15
-    ys, xs = np.nonzero(face)
-    assert ys.min() < y < ys.max() and xs.min() < x < xs.max()
+    for name in ("nose", "right_eye", "left_eye"):
+        assert _at(face, keypoints, name), name
+    nose_x, nose_y = (round(float(value)) for value in keypoints[KP["nose"], :2])
+    assert face[nose_y - 40 : nose_y + 40, nose_x - 40 : nose_x + 40].all()
+    assert not _at(face, keypoints, "neck")
+    assert 0.015 < face.mean() < 0.08  # the face, not the head and hair
 
 
-def test_label_map(outputs: dict[GarmentCategory, SegmentationOutput], nose: tuple[int, int]) -> None:
-    expected_clothing_label = {
+def test_label_map_agrees_with_the_masks(outputs: dict, keypoints: Keypoints) -> None:
+    garment_label = {
         GarmentCategory.UPPER_BODY: ClothesLabel.UPPER_CLOTHES,
         GarmentCategory.LOWER_BODY: ClothesLabel.PANTS,
         GarmentCategory.DRESS: ClothesLabel.DRESS,
@@ -111,67 +246,36 @@ def test_label_map(outputs: dict[GarmentCategory, SegmentationOutput], nose: tup
     for category, output in outputs.items():
         labels = output.label_map
         np.testing.assert_array_equal(labels == ClothesLabel.BACKGROUND, output.person_mask == 0)
-        np.testing.assert_array_equal(labels == ClothesLabel.FACE, output.face_mask > 0)
-        assert labels[nose[1], nose[0]] == ClothesLabel.FACE
-        assert labels[120, 450] == ClothesLabel.HAIR  # the top of her head
-        present = set(np.unique(labels).tolist())
-        assert {ClothesLabel.RIGHT_ARM, ClothesLabel.HAIR} <= present, category
-        clothing = (output.clothing_mask > 0) & (output.person_mask > 0)
-        assert np.mean(labels[clothing] == expected_clothing_label[category]) > 0.9, category
+        assert np.all(labels[output.face_mask > 0] == ClothesLabel.FACE)
+        assert _at(labels == ClothesLabel.FACE, keypoints, "nose")
+        nose_x, nose_y = keypoints[KP["nose"], :2]
+        assert (
+            labels[round(float(nose_y)) - 200, round(float(nose_x))] == ClothesLabel.HAIR
+        )  # top of her head
+        assert (labels == ClothesLabel.HAIR).mean() > 0.02
+        clothing = output.clothing_mask > 0
+        assert np.mean(labels[clothing] == garment_label[category]) > 0.5, category
+    labels = outputs[GarmentCategory.UPPER_BODY].label_map
+    assert np.mean(labels[650:800, 300:600] == ClothesLabel.UPPER_CLOTHES) > 0.9
+    # The hands at the bottom are arms; the person's right is on the image's left.
+    right_x = np.nonzero(labels == ClothesLabel.RIGHT_ARM)[1]
+    left_x = np.nonzero(labels == ClothesLabel.LEFT_ARM)[1]
+    assert len(right_x) > 1000 and len(left_x) > 1000
+    assert right_x.mean() < SIZE / 2 < left_x.mean()
 
 
-def test_categories_on_the_astronaut(outputs: dict[GarmentCategory, SegmentationOutput]) -> None:
-    upper, lower, dress = (outputs[category].clothing_mask > 0 for category in GarmentCategory)
-    assert upper.tobytes() != lower.tobytes()
-    # A half-body photo: the knees are out of frame, so a dress covers at least the upper body's region.
-    assert np.mean(upper <= dress) > 0.999
-    # Trousers start at the waist, far below the shoulders.
-    assert not lower[:700].any()
+def test_a_smaller_photo_gives_the_same_segmentation(segmentation: LiteSegmentation, outputs: dict) -> None:
+    small = segmentation.run(SegmentationInput(person=person_photo(512)))
+    assert small.clothing_mask.shape == (512, 512)
+    big = outputs[GarmentCategory.UPPER_BODY]
+    for name in ("clothing_mask", "face_mask", "person_mask"):
+        downsampled = getattr(big, name)[::2, ::2] > 0
+        agreement = np.mean(downsampled == (getattr(small, name) > 0))
+        assert agreement > 0.95, name
 
 
-def _standing_person() -> np.ndarray:
-    """MediaPipe's 33 landmarks of a person standing facing the camera in a 384x288 frame (hand-written)."""
-    points = np.zeros((33, 2))
-    for index, xy in {
-        0: (144, 40), 2: (150, 34), 5: (138, 34), 7: (158, 38), 8: (130, 38),
-        11: (174, 80), 12: (114, 80), 13: (184, 130), 14: (104, 130), 15: (188, 175), 16: (100, 175),
-        17: (190, 185), 18: (98, 185), 19: (189, 187), 20: (99, 187),
-        23: (162, 190), 24: (126, 190), 25: (164, 270), 26: (124, 270), 27: (165, 350), 28: (123, 350),
-    }.items():  # fmt: skip
-        points[index] = xy
-    return points
-
-
-def test_each_category_gives_its_own_region() -> None:
-    shape = (384, 288)
-    frame = body_frame(_standing_person(), *shape)
-    regions = body_regions(frame, shape)
-    everyone = np.ones(shape, dtype=np.uint8)
-    nothing = np.zeros(shape, dtype=np.uint8)
-    masks = {
-        category: clothing_region(regions, category, everyone, nothing, everyone).astype(bool)
-        for category in GarmentCategory
-    }
-    rows = {category: np.nonzero(mask.any(axis=1))[0] for category, mask in masks.items()}
-    assert len({mask.tobytes() for mask in masks.values()}) == 3
-    # Upper body: from about the shoulders (y 80) to about the hips (y 190).
-    assert 60 <= rows[GarmentCategory.UPPER_BODY].min() <= 85
-    assert 185 <= rows[GarmentCategory.UPPER_BODY].max() <= 215
-    # Lower body: from the waist (above the hip joints) to the ankles (y 350).
-    assert 150 <= rows[GarmentCategory.LOWER_BODY].min() <= 190
-    assert rows[GarmentCategory.LOWER_BODY].max() >= 345
-    # Dress: shoulders to a little below the knees (y 270).
-    assert rows[GarmentCategory.DRESS].min() == rows[GarmentCategory.UPPER_BODY].min()
-    assert 270 <= rows[GarmentCategory.DRESS].max() <= 320
-    # The arms (x ~ 100 and ~ 188 at the elbows' height) stay out of the upper body's region.
-    assert not masks[GarmentCategory.UPPER_BODY][130, 95:110].any()
-    assert masks[GarmentCategory.UPPER_BODY][130, 144]
-    # The neck above the shoulder line is never clothing.
-    assert not any(mask[60, 144] for mask in masks.values())
-
-
-def test_deterministic(astronaut: np.ndarray, outputs: dict[GarmentCategory, SegmentationOutput]) -> None:
-    # Fresh graphs (no shared landmark cache) must give the same bytes.
+def test_output_is_deterministic(astronaut: np.ndarray, outputs: dict) -> None:
+    # A fresh backend with its own landmark detector (no shared cache) gives the same bytes.
     other = LiteSegmentation(MediaPipePoseLandmarker())
     other.setup()
     again = other.run(SegmentationInput(person=astronaut.copy(), category=GarmentCategory.UPPER_BODY))
@@ -180,13 +284,66 @@ def test_deterministic(astronaut: np.ndarray, outputs: dict[GarmentCategory, Seg
         assert getattr(first, name).tobytes() == getattr(again, name).tobytes(), name
 
 
-def test_cat_is_not_a_person(segmentation: LiteSegmentation) -> None:
-    with pytest.raises(StageInputError) as error:
-        segmentation.run(SegmentationInput(person=data.chelsea()))
+def test_concurrent_calls_give_the_sequential_results(segmentation: LiteSegmentation) -> None:
+    photos = [person_photo(384), np.ascontiguousarray(person_photo(448)[:, ::-1])]
+    jobs = [(photo, category) for photo in photos for category in GarmentCategory]
+    expected = [segmentation.run(SegmentationInput(photo, category)) for photo, category in jobs]
+    results: dict[int, SegmentationOutput] = {}
+
+    def worker(index: int) -> None:
+        photo, category = jobs[index]
+        results[index] = segmentation.run(SegmentationInput(photo, category))
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == len(jobs)
+    for index, result in results.items():
+        np.testing.assert_array_equal(result.clothing_mask, expected[index].clothing_mask)
+        np.testing.assert_array_equal(result.label_map, expected[index].label_map)
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [skimage.data.chelsea(), np.full((480, 360, 3), 200, np.uint8)],
+    ids=["cat", "blank"],
+)
+def test_no_person_is_a_stage_input_error(segmentation: LiteSegmentation, photo: np.ndarray) -> None:
+    with pytest.raises(StageInputError, match="no person") as error:
+        segmentation.run(SegmentationInput(person=photo))
     assert error.value.field == "person"
 
 
-def test_info(segmentation: LiteSegmentation) -> None:
+@pytest.mark.parametrize(
+    "photo",
+    [np.zeros((64, 64), np.uint8), np.zeros((64, 64, 4), np.uint8), np.zeros((64, 64, 3), np.float64)],
+    ids=["grey", "rgba", "float"],
+)
+def test_malformed_photos_are_stage_input_errors(segmentation: LiteSegmentation, photo: np.ndarray) -> None:
+    with pytest.raises(StageInputError) as error:
+        segmentation.run(SegmentationInput(person=photo))
+    assert error.value.field == "person"
+
+
+def test_info_names_the_bundled_models(segmentation: LiteSegmentation) -> None:
     info = segmentation.info()
     assert (info.stage, info.backend, info.device) == ("segmentation", "lite", "cpu")
-    assert all(model.source == "bundled:mediapipe==0.10.21" for model in info.models)
+    assert {model.name for model in info.models} >= {"mediapipe_pose", "mediapipe_selfie_segmentation"}
+    assert all(model.source.startswith("bundled:mediapipe") for model in info.models)
+
+
+def test_lite_segmentation_does_not_import_torch() -> None:
+    code = (
+        "import sys; from services.segmentation.lite import LiteSegmentation; "
+        "from tests.imagegen import person_photo; from tryon.types import SegmentationInput; "
+        "backend = LiteSegmentation(); backend.setup(); "
+        "backend.run(SegmentationInput(person=person_photo(256))); "
+        "assert 'torch' not in sys.modules, 'the lite segmentation path imported torch'"
+    )
+    repo_root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", code], timeout=120, cwd=repo_root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
