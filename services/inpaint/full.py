@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from services.inpaint.lite import validate_inputs
 from tryon import models as model_registry
+from tryon.cancellation import raise_if_cancelled
 from tryon.settings import ModelSettings
 from tryon.types import (
     BackendInfo,
@@ -163,6 +164,11 @@ class _DropFp32CastWarning(logging.Filter):
         return "that should be kept in float32: []" not in record.getMessage()
 
 
+def _stop_if_cancelled(_pipeline: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    raise_if_cancelled()
+    return tensors
+
+
 class FullInpaint:
     """SDXL inpainting + OpenPose ControlNet on CUDA (fp16/bf16) or CPU (fp32)."""
 
@@ -207,8 +213,7 @@ class FullInpaint:
             torch_dtype=dtype,
             variant=_variant(directories["sdxl"]),
             local_files_only=True,
-            # The invisible watermark needs an extra package and alters pixels; provenance is recorded in
-            # the response metadata instead.
+            # The invisible watermark needs an extra package (invisible-watermark) and alters pixels.
             add_watermarker=False,
             **extra,
         )
@@ -305,6 +310,8 @@ class FullInpaint:
                         controlnet_conditioning_scale=CONTROLNET_SCALE,
                         generator=generator,
                         output_type="np",
+                        # Between denoising steps: stop when the caller has gone (expired deadline).
+                        callback_on_step_end=_stop_if_cancelled,
                     )
             except torch.cuda.OutOfMemoryError as error:
                 logger.warning("inpaint: CUDA out of memory at %dx%d: %s", canvas_width, canvas_height, error)

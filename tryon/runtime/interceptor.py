@@ -6,7 +6,9 @@ stage happens here, around the servicer's handler:
 * health checks and reflection bypass all of it, so probes answer even when the stage is saturated;
 * UNAVAILABLE until the backend is warmed up (clients retry it through their service config);
 * RESOURCE_EXHAUSTED when ``max_concurrency`` calls run and ``max_queue`` more wait;
-* calls whose deadline passes while queued are abandoned before any work is done;
+* calls whose deadline passes while queued are abandoned before any work is done, and work in progress
+  can stop part-way: backends call :func:`tryon.cancellation.raise_if_cancelled` between steps
+  (DEADLINE_EXCEEDED);
 * StageInputError -> INVALID_ARGUMENT, StageOverloadedError -> RESOURCE_EXHAUSTED,
   ModelUnavailableError -> FAILED_PRECONDITION, anything else -> INTERNAL (logged with its traceback);
 * one log line and the metrics for every call.
@@ -22,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from tryon.cancellation import CallCancelled, cancellable
 from tryon.runtime.metrics import StageMetrics
 from tryon.types import ModelUnavailableError, StageInputError, StageOverloadedError
 
@@ -176,8 +179,15 @@ class StageInterceptor(grpc.ServerInterceptor):
         request: Any,
         context: grpc.ServicerContext,
     ) -> Any:
+        def caller_gone() -> bool:
+            remaining = context.time_remaining()
+            return not context.is_active() or (remaining is not None and remaining <= 0)
+
         try:
-            return behaviour(request, context)
+            with cancellable(caller_gone):
+                return behaviour(request, context)
+        except CallCancelled as error:
+            self._abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(error))
         except StageInputError as error:
             self._abort(grpc.StatusCode.INVALID_ARGUMENT, describe_input_error(error))
         except StageOverloadedError as error:

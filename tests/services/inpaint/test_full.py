@@ -114,6 +114,21 @@ def test_cuda_out_of_memory_frees_memory_and_the_next_request_works(
     assert inpaint.run(_inputs(seed=11)).image.tobytes() == expected.tobytes()
 
 
+def test_a_cancelled_call_stops_between_steps_and_the_next_works(inpaint: FullInpaint) -> None:
+    from tryon.cancellation import CallCancelled, cancellable
+
+    steps_seen: list[int] = []
+
+    def caller_gone() -> bool:
+        steps_seen.append(1)
+        return len(steps_seen) >= 2  # the caller goes away after the first step
+
+    with cancellable(caller_gone), pytest.raises(CallCancelled):
+        inpaint.run(_inputs(steps=6, strength=1.0))
+    assert len(steps_seen) == 2  # stopped at the second step, not after all six
+    assert inpaint.run(_inputs()).image.shape == (120, 90, 3)
+
+
 def test_fp16_fix_vae_setting_loads_that_vae(tiny_models_dir: dict[str, Path]) -> None:
     # The tiny SDXL's own vae/ folder is a standalone VAE checkpoint (config + fp16 weights).
     settings = tiny_model_settings(tiny_models_dir, vae_model=str(tiny_models_dir["sdxl"] / "vae"))

@@ -12,6 +12,7 @@ import time
 import grpc
 
 from tryon import protocol
+from tryon.cancellation import CallCancelled, raise_if_cancelled
 from tryon.runtime import ServiceBinding, StageServer, configure_logging, serve
 from tryon.settings import StageSettings
 from tryon.types import BackendInfo, StageInputError
@@ -26,13 +27,20 @@ class EchoBackend:
         self.release = threading.Event()  # cleared by tests that need calls to block
         self.release.set()
         self.running = threading.Semaphore(0)  # one release per call that reached the backend
+        self.cancelled = threading.Event()  # set when a call saw its caller had gone
 
     def setup(self) -> None:
         self.allow_setup.wait()
 
     def run(self, person: bytes) -> bytes:
         self.running.release()
-        self.release.wait()
+        # Wait like a long-running model: in short steps, checking between them whether the caller left.
+        while not self.release.wait(0.01):
+            try:
+                raise_if_cancelled()
+            except CallCancelled:
+                self.cancelled.set()
+                raise
         time.sleep(self.delay_s)
         return person
 

@@ -156,6 +156,26 @@ def test_deadline_expiring_in_the_queue_abandons_the_call(server: StageServer, b
     assert not backend.running.acquire(timeout=0.2)
 
 
+def test_work_of_a_call_whose_deadline_passes_is_abandoned(server: StageServer, backend: EchoBackend) -> None:
+    backend.release.clear()  # the backend "works" until released, checking for cancellation as it goes
+    with _channel(server) as channel:
+        _wait_for(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+        with pytest.raises(grpc.RpcError) as expired:
+            blend_pb2_grpc.BlendStub(channel).Blend(_request(), timeout=0.3)
+        assert expired.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert backend.cancelled.wait(timeout=5)  # the backend stopped instead of finishing
+        _wait_for(lambda: server.admission.admitted == 0)  # and its slot is free again
+        backend.release.set()
+        assert (
+            blend_pb2_grpc.BlendStub(channel).Blend(_request(), timeout=10).image.data
+            == _request().person.data
+        )
+    body = (
+        urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    )
+    assert 'tryon_grpc_requests_total{code="DEADLINE_EXCEEDED",method="Blend",stage="echo"} 1.0' in body
+
+
 def test_stage_input_error_becomes_invalid_argument(server: StageServer) -> None:
     with _channel(server) as channel:
         _wait_for(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
