@@ -501,3 +501,91 @@ def test_sigterm_during_calls_lets_them_finish(stage_inputs: dict[str, object]) 
     finally:
         client.close()
         service.stop()
+
+
+def test_random_malformed_requests_get_invalid_argument_and_never_crash(
+    services: dict[str, RunningService], clients: dict[str, StageClient]
+) -> None:
+    """A seeded fuzz: garbage, truncated and mis-sized images, wild keypoints and options, every service.
+
+    (``clients`` is requested so the services are SERVING first.)
+    """
+    from tryon.v1 import segmentation_pb2, segmentation_pb2_grpc, warp_pb2, warp_pb2_grpc
+
+    rng = np.random.default_rng(7)
+    valid_png = imaging.encode_png(np.full((200, 150, 3), 120, np.uint8))
+
+    def image() -> common_pb2.Image:
+        kind = rng.integers(6)
+        if kind == 0:
+            return common_pb2.Image(data=rng.bytes(int(rng.integers(0, 500))))
+        if kind == 1:
+            return common_pb2.Image(data=valid_png[: int(rng.integers(len(valid_png)))])
+        if kind == 2:  # raw pixels whose byte count does not match the claimed size
+            width, height = (int(v) for v in rng.integers(0, 50, size=2))
+            return common_pb2.Image(data=rng.bytes(300), media_type="image/x-raw", width=width, height=height)
+        if kind == 3:  # a size claim far beyond the pixel limit
+            return common_pb2.Image(
+                data=b"", media_type="image/x-raw", width=4_000_000_000, height=4_000_000_000
+            )
+        if kind == 4:
+            return common_pb2.Image(data=imaging.encode_png(np.zeros((37, 41), np.uint8)))
+        return common_pb2.Image(data=valid_png)
+
+    def pose() -> common_pb2.BodyPose:
+        count = int(rng.choice([0, 5, 18]))
+        return common_pb2.BodyPose(
+            keypoints=[
+                common_pb2.Keypoint(x=float(rng.uniform(-1e9, 1e9)), y=float(rng.uniform(-1e3, 1e3)),
+                                    confidence=float(rng.uniform(0, 1.5)))
+                for _ in range(count)
+            ]
+        )  # fmt: skip
+
+    channels = {stage: _channel(service) for stage, service in services.items()}
+    requests = [
+        lambda: segmentation_pb2_grpc.SegmentationStub(channels["segmentation"]).Segment(
+            segmentation_pb2.SegmentRequest(person=image(), category=int(rng.integers(0, 6))), timeout=30
+        ),
+        lambda: pose_pb2_grpc.PoseStub(channels["pose"]).Estimate(
+            pose_pb2.EstimatePoseRequest(person=image()), timeout=30
+        ),
+        lambda: warp_pb2_grpc.WarpStub(channels["warp"]).WarpGarment(
+            warp_pb2.WarpGarmentRequest(
+                garment=image(), pose=pose(), target_width=int(rng.choice([0, 150, 99_999, 2**31])),
+                target_height=int(rng.choice([0, 16, 200])), category=int(rng.integers(0, 5)),
+                clothing_mask=image(),
+            ),
+            timeout=30,
+        ),
+        lambda: inpaint_pb2_grpc.InpaintStub(channels["inpaint"]).Inpaint(
+            inpaint_pb2.InpaintRequest(
+                person=image(), clothing_mask=image(), warped_garment=image(), pose_image=image(),
+                options=common_pb2.GenerationOptions(
+                    steps=int(rng.integers(0, 200)), strength=float(rng.uniform(-1, 2))
+                ),
+            ),
+            timeout=30,
+        ),
+        lambda: blend_pb2_grpc.BlendStub(channels["blend"]).Blend(
+            blend_pb2.BlendRequest(
+                person=image(), generated=image(), clothing_mask=image(), face_mask=image()
+            ),
+            timeout=30,
+        ),
+    ]  # fmt: skip
+    try:
+        for index in range(100):
+            try:
+                requests[index % len(requests)]()
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (
+                    index,
+                    error.code(),
+                    error.details(),
+                )
+                assert ":" in error.details()  # "field: what is wrong"
+    finally:
+        for channel in channels.values():
+            channel.close()
+    assert all(service.process.poll() is None for service in services.values())
