@@ -56,15 +56,22 @@ def choose_backend(stage: str, requested: BackendKind, models: ModelSettings) ->
     if requested is BackendKind.LITE:
         return BackendChoice(stage, BackendKind.LITE, "requested")
 
+    # Packages first: a lite-only install (no torch, no huggingface_hub) settles auto without looking further.
+    missing_packages = model_registry.full_packages_missing(stage)
+    if requested is BackendKind.FULL and missing_packages:
+        raise ModelUnavailableError(
+            f"{stage}: the full backend needs the packages {', '.join(missing_packages)} "
+            "(install the project's `full` extra)"
+        )
+    if missing_packages:
+        return BackendChoice(
+            stage,
+            BackendKind.LITE,
+            f"the full backend's packages are not installed: {', '.join(missing_packages)}",
+        )
     rows = model_registry.stage_status(stage, models)
     absent = [row for row in rows if not row.present]
-    missing_packages = model_registry.full_packages_missing(stage)
     if requested is BackendKind.FULL:
-        if missing_packages:
-            raise ModelUnavailableError(
-                f"{stage}: the full backend needs the packages {', '.join(missing_packages)} "
-                "(install the project's `full` extra)"
-            )
         if absent and models.offline:
             raise ModelUnavailableError(model_registry.unavailable_message(absent[0], models))
         if absent:
@@ -79,10 +86,6 @@ def choose_backend(stage: str, requested: BackendKind, models: ModelSettings) ->
             BackendKind.LITE,
             f"{row.name} weights {row.source!r} not available locally ({row.detail}); "
             f"`{row.pull_command}` fetches them",
-        )
-    if missing_packages:
-        return BackendChoice(
-            stage, BackendKind.LITE, f"weights present but packages missing: {', '.join(missing_packages)}"
         )
     if models.device == "cpu":
         return BackendChoice(stage, BackendKind.FULL, "weights present; device=cpu set explicitly")

@@ -164,6 +164,9 @@ def model_status(spec: ModelSpec, models: ModelSettings) -> ModelStatus:
             return _status(spec, source, None, {}, every_file, f"directory {directory} does not exist")
         found, missing = _find_in_directory(spec, directory)
         where = "local directory"
+    elif importlib.util.find_spec("huggingface_hub") is None:
+        # A lite-only install has no hub client, and so no cache of hub checkpoints to look in.
+        return _status(spec, source, None, {}, every_file, "huggingface_hub is not installed (`full` extra)")
     else:
         snapshot, found, missing = _find_in_cache(spec, source, models.cache_dir)
         if snapshot is None:
@@ -256,6 +259,11 @@ def pull(stages: Sequence[str], models: ModelSettings, *, progress: bool = True)
     fp16 safetensors of the SDXL components). Checkpoints configured as local directories are not
     downloaded; complete cached ones are skipped. Needs network access, regardless of ``offline``.
     """
+    if importlib.util.find_spec("huggingface_hub") is None:
+        raise ModelUnavailableError(
+            "downloading weights needs huggingface_hub: "
+            "install the project's `full` extra (pip install '.[full]')"
+        )
     from huggingface_hub import HfApi, snapshot_download
 
     for stage in stages:

@@ -113,3 +113,42 @@ def test_lite_path_never_imports_torch(tmp_path: Path, requested: str) -> None:
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["names"] == LITE_CLASSES
     assert report["torch"] is False
+
+
+def test_a_lite_only_install_settles_auto_without_the_full_packages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`pip install '.[lite]'` has no torch, transformers, diffusers, controlnet_aux or huggingface_hub."""
+    import importlib.util
+
+    absent = {"torch", "transformers", "diffusers", "controlnet_aux", "huggingface_hub"}
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name in absent else real_find_spec(name, *args),
+    )
+    settings = no_weights(tmp_path)
+    for stage in MODEL_STAGES:
+        choice = choose_backend(stage, BackendKind.AUTO, settings)
+        assert choice.kind is BackendKind.LITE
+        assert "not installed" in choice.reason
+        with pytest.raises(ModelUnavailableError, match="`full` extra"):
+            choose_backend(stage, BackendKind.FULL, settings)
+    rows = models.list_status(settings)
+    assert rows and all(not row.present and "huggingface_hub is not installed" in row.detail for row in rows)
+
+
+def test_pull_on_a_lite_only_install_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "huggingface_hub" else real_find_spec(name, *args),
+    )
+    with pytest.raises(ModelUnavailableError, match=r"install the project's `full` extra"):
+        models.pull(["pose"], no_weights(tmp_path))
