@@ -157,7 +157,11 @@ def plan(
         processes["worker"] = ProcessSpec(
             "worker",
             [python, "-m", "orchestrator"],
-            {**common, "TRYON_METRICS_PORT": str(worker_metrics_port), "TRYON_METRICS_HOST": "127.0.0.1"},
+            {
+                **common,
+                "TRYON_WORKER_METRICS_PORT": str(worker_metrics_port),
+                "TRYON_WORKER_METRICS_DIR": str(run_dir / "worker-metrics"),
+            },
         )
     if _has_module("gateway.__main__"):
         processes["gateway"] = ProcessSpec(
