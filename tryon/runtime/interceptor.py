@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 
 from tryon.cancellation import CallCancelled, cancellable
+from tryon.observability.grpc import server_call
 from tryon.runtime.metrics import StageMetrics
 from tryon.types import ModelUnavailableError, StageInputError, StageOverloadedError
 
@@ -99,11 +100,13 @@ class StageInterceptor(grpc.ServerInterceptor):
         if handler is None or method.startswith(INFRA_SERVICE_PREFIXES):
             return handler
         needs_backend = not method.endswith(ALWAYS_AVAILABLE_METHODS)
+        # Every call runs as the caller's job, in a span of the caller's trace (x-tryon-job-id / traceparent
+        # metadata).
         if handler.unary_unary is not None:
             unary = handler.unary_unary
 
             def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-                with self._observed(method, context):
+                with server_call(method, context), self._observed(method, context):
                     if not needs_backend:
                         return unary(request, context)
                     with self._admitted(context), self._mapped(context):
@@ -120,7 +123,7 @@ class StageInterceptor(grpc.ServerInterceptor):
             def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 # The whole stream is one call: admitted, cancellable, mapped and measured from its first
                 # message to its last (or until the caller goes away).
-                with self._observed(method, context):
+                with server_call(method, context), self._observed(method, context):
                     if not needs_backend:
                         yield from stream(request, context)
                         return
