@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from tryon.progress import report_progress
 from tryon.types import (
     BackendInfo,
     GarmentCategory,
@@ -64,6 +65,8 @@ SHADING_RANGE = (0.7, 1.3)
 #: Sigma (px) of the antialiasing of the clothing mask's edge.
 EDGE_SIGMA = 0.8
 WARMUP_SIZE = (256, 192)
+#: Sub-steps reported through :func:`tryon.progress.report_progress`: fill, shading, composite.
+LITE_STEPS = 3
 
 
 class LiteInpaint:
@@ -93,10 +96,12 @@ class LiteInpaint:
 
         replace_box = mask_kinds.replace_region(values_box)
         fill = fill_by_kind(person_box, values_box) if replace_box.any() else person_box.astype(np.float32)
+        report_progress(1, LITE_STEPS)
         garment_alpha = garment_box[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
         garment_alpha *= mask_box
         shading = shading_from_photo(person_box, mask_box, garment_alpha, long_side=max(person.shape[:2]))
         shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
+        report_progress(2, LITE_STEPS)
 
         alpha = (garment_alpha * antialiased_mask(mask_box))[..., None]
         composite = shaded_garment * alpha + fill * (1.0 - alpha)
@@ -105,6 +110,7 @@ class LiteInpaint:
         image = person.copy()
         image_box = image[rows, cols]  # a view: writing it writes the output
         image_box[mask_box] = composite_u8[mask_box]
+        report_progress(3, LITE_STEPS)
         return InpaintOutput(image=image)
 
     def info(self) -> BackendInfo:
