@@ -23,7 +23,12 @@ from pathlib import Path
 from tryon.local_services import REPO, free_port
 
 TEMPLATE = REPO / "deploy" / "nginx" / "templates" / "default.conf.template"
-TEMPLATE_VARIABLES = ("TRYON_NGINX_PORT", "TRYON_GATEWAY_UPSTREAM", "TRYON_FRONTEND_ROOT", "TRYON_NGINX_MAX_BODY")
+TEMPLATE_VARIABLES = (
+    "TRYON_NGINX_PORT",
+    "TRYON_GATEWAY_UPSTREAM",
+    "TRYON_FRONTEND_ROOT",
+    "TRYON_NGINX_MAX_BODY",
+)
 _VARIABLE = re.compile(r"\$\{(TRYON_[A-Z0-9_]+)\}")
 _MIME_TYPES = Path("/etc/nginx/mime.types")
 
@@ -52,13 +57,15 @@ def main_config(server_config: Path, scratch: Path) -> str:
     user = "user root root;\n" if os.geteuid() == 0 else ""  # workers must read the scratch directory
     mime = f"include {_MIME_TYPES};" if _MIME_TYPES.exists() else "types { text/html html; }"
     return (
-        f"{user}worker_processes 1;\ndaemon off;\npid {scratch}/nginx.pid;\nerror_log {scratch}/error.log warn;\n"
+        f"{user}worker_processes 1;\ndaemon off;\npid {scratch}/nginx.pid;\n"
+        f"error_log {scratch}/error.log warn;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
         f"  {mime}\n  default_type application/octet-stream;\n"
         f"  access_log {scratch}/access.log;\n"
         f"  client_body_temp_path {scratch}/body; proxy_temp_path {scratch}/proxy;\n"
-        f"  fastcgi_temp_path {scratch}/fastcgi; uwsgi_temp_path {scratch}/uwsgi; scgi_temp_path {scratch}/scgi;\n"
+        f"  fastcgi_temp_path {scratch}/fastcgi; uwsgi_temp_path {scratch}/uwsgi;\n"
+        f"  scgi_temp_path {scratch}/scgi;\n"
         "  sendfile on; keepalive_timeout 65;\n"
         f"  include {server_config};\n"
         "}\n"
@@ -93,7 +100,9 @@ def _wait_listening(port: int, process: subprocess.Popen[str], timeout: float) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {process.returncode}: {process.stderr and process.stderr.read()}")
+            raise RuntimeError(
+                f"nginx exited with {process.returncode}: {process.stderr and process.stderr.read()}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -106,7 +115,7 @@ def _wait_listening(port: int, process: subprocess.Popen[str], timeout: float) -
 def running_nginx(
     gateway: str, *, frontend_root: Path = REPO / "frontend", max_upload_mb: int = 15, port: int | None = None
 ) -> Iterator[RunningNginx]:
-    """nginx on 127.0.0.1:``port`` (free one by default) serving ``frontend_root`` and proxying to ``gateway``."""
+    """nginx on 127.0.0.1:``port`` (a free one by default): ``frontend_root`` and a proxy to ``gateway``."""
     binary = nginx_binary()
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install nginx-light)")
