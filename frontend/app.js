@@ -96,8 +96,10 @@
   function showError(problem) {
     el.errorTitle.textContent = problem.title || "Something went wrong";
     el.errorDetail.textContent = problem.detail || "";
+    // One field error repeats the detail; several are listed.
+    const errors = problem.errors && problem.errors.length > 1 ? problem.errors : [];
     el.errorList.replaceChildren(
-      ...(problem.errors || []).map((item) => {
+      ...errors.map((item) => {
         const li = document.createElement("li");
         li.textContent = item.field ? `${item.field}: ${item.message}` : String(item.message || item);
         return li;
@@ -209,6 +211,14 @@
   }
 
   for (const field of ["person", "garment"]) {
+    const preview = $(`${field}-preview`);
+    preview.addEventListener("error", () => {
+      if (!preview.getAttribute("src")) return;
+      preview.hidden = true;
+      $(`${field}-text`).textContent =
+        `${state.files[field]?.name || "This file"} cannot be shown: it does not look like a photo. ` +
+        "Choose another or drop it here";
+    });
     const input = $(`${field}-input`);
     const drop = $(`${field}-drop`);
     input.addEventListener("change", () => {

@@ -179,8 +179,27 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "description": _TITLES.get(status, "Error"),
-            "model": ProblemDetails,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
         }
         for status in statuses
     }
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document tell the truth about errors: FastAPI declares its own 422 body
+    (HTTPValidationError, application/json); this gateway answers every error as ProblemDetails."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["ProblemDetails"] = problem_schema
+    problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if "HTTPValidationError" in str(content):
+                    response["content"] = problem_content
+                    response["description"] = _TITLES[422]
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return schema
