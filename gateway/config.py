@@ -7,12 +7,11 @@ the variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from tryon import imaging
 from tryon.jobs.settings import JobSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,17 +26,16 @@ class GatewaySettings(JobSettings):
     #: Proxies whose X-Forwarded-For / -Proto are trusted (comma separated IPs or CIDRs, "*" for any): the
     #: client address behind nginx is what rate limits count.
     forwarded_allow_ips: str = "127.0.0.1"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Log every request (Uvicorn's access log). Log level and format: TRYON_LOG_LEVEL, TRYON_LOG_JSON.
     access_log: bool = False
     #: Serve frontend/ at / (when no nginx is in front). nginx serves it in compose and Kubernetes.
     serve_frontend: bool = True
     frontend_dir: Path = REPO / "frontend"
 
     # --- Uploads ------------------------------------------------------------------------------------
-    #: Per photo, checked while the upload streams in (413). nginx's body limit is 2x this + 1 MB.
+    #: Per photo, checked while the upload streams in (413). nginx's body limit is 2x this + 1 MB. The
+    #: pixel limit (tryon.imaging.MAX_PIXELS) and the minimum sizes (tryon.pipeline) are the pipeline's own.
     max_upload_mb: int = Field(default=15, ge=1, le=200)
-    #: Short side below this is refused (422); decompression-bomb pixel limit is tryon.imaging.MAX_PIXELS.
-    min_image_side: int = Field(default=imaging.MIN_SIDE, ge=1, le=4096)
 
     # --- Protection ---------------------------------------------------------------------------------
     #: Jobs waiting in the broker above which submissions get 503 + Retry-After (0: no limit).

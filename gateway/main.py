@@ -24,6 +24,8 @@ from gateway.context import API_PREFIX, Gateway
 from gateway.metrics import MetricsMiddleware
 from gateway.routes import examples, files, health, limits, metrics, tryon
 from tryon.jobs.storage import LocalStorage
+from tryon.observability import ObservabilitySettings, celery_hooks, configure_logging, setup_tracing
+from tryon.observability.asgi import TracingMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +128,17 @@ def create_app(settings: GatewaySettings | None = None, *, gateway: Gateway | No
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(TracingMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=context.metrics)
     return app
 
 
 def _factory() -> FastAPI:
-    """Uvicorn's import-string factory (needed for workers > 1): settings from the environment."""
+    """Uvicorn's import-string factory, run in each worker process: logging, tracing, settings from env."""
+    observability = ObservabilitySettings()
+    configure_logging(observability.log_level, json_format=observability.log_json, service="gateway")
+    setup_tracing("gateway", observability)
+    celery_hooks.install()  # the job id and trace context travel with the enqueued task
     return create_app()
 
 
@@ -144,7 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, help="default: TRYON_WORKERS or 1")
     args = parser.parse_args(argv)
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "gateway.main:_factory",
         factory=True,
@@ -156,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=settings.access_log,
-        log_level=settings.log_level.lower(),
+        log_level=ObservabilitySettings().log_level.lower(),
         timeout_graceful_shutdown=10,
+        log_config=None,  # the factory configures logging (job-aware, text or JSON) in each worker
     )
 
 

@@ -61,7 +61,7 @@ class ProblemDetails(BaseModel):
                     "type": TYPE_BASE + "invalid-image",
                     "title": "Invalid image",
                     "status": 422,
-                    "detail": "person: image of 40x40 is too small (the short side must be at least 64 px)",
+                    "detail": "person: image of 40x40 is too small (the short side must be at least 128 px)",
                     "instance": "/api/tryon",
                     "errors": [{"field": "person", "message": "image of 40x40 is too small"}],
                 }

@@ -144,7 +144,8 @@ class Limits(BaseModel):
 
     max_upload_mb: int = Field(description="Largest photo accepted, per photo.")
     max_pixels: int = Field(description="Largest pixel count (width x height) accepted.")
-    min_side: int = Field(description="Smallest short side accepted, in pixels.")
+    min_person_side: int = Field(description="Smallest short side of the person photo, in pixels.")
+    min_garment_side: int = Field(description="Smallest short side of the garment photo, in pixels.")
     media_types: list[str] = Field(description="Accepted photo formats (judged by content).")
     categories: list[str] = Field(description="Garment categories.")
     example_categories: list[str] = Field(description="Categories the built-in example has a garment for.")

@@ -9,6 +9,7 @@ from gateway.deps import GatewayDep
 from gateway.schemas import Limits
 from gateway.uploads import ACCEPTED_MEDIA_TYPES
 from tryon import demo, imaging
+from tryon.pipeline import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
 from tryon.types import GarmentCategory
 
 router = APIRouter(prefix=API_PREFIX, tags=["limits"])
@@ -20,7 +21,8 @@ async def limits(gateway: GatewayDep) -> Limits:
     return Limits(
         max_upload_mb=settings.max_upload_mb,
         max_pixels=imaging.MAX_PIXELS,
-        min_side=settings.min_image_side,
+        min_person_side=MIN_PERSON_SIDE,
+        min_garment_side=MIN_GARMENT_SIDE,
         media_types=list(ACCEPTED_MEDIA_TYPES),
         categories=[category.value for category in GarmentCategory],
         example_categories=[category.value for category in demo.EXAMPLE_CATEGORIES],

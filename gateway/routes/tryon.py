@@ -23,6 +23,8 @@ from gateway.uploads import ACCEPTED_MEDIA_TYPES, Submission, clean_image, read_
 from tryon.jobs.state import JobRecord, JobStatus, new_job_id
 from tryon.jobs.storage import ObjectNotFound, StorageError, input_key, job_prefix
 from tryon.jobs.webhooks import WebhookRefused, resolve_target
+from tryon.observability import job_context
+from tryon.pipeline import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -284,13 +286,11 @@ async def submit(
 
 
 async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOptions) -> JobRecord:
-    min_side = gateway.settings.min_image_side
+    files = submission.files
     try:
         person, garment = await asyncio.gather(
-            run_in_threadpool(clean_image, submission.files["person"], "person", min_side=min_side),
-            run_in_threadpool(
-                clean_image, submission.files["garment"], "garment", min_side=min_side, rgba=True
-            ),
+            run_in_threadpool(clean_image, files["person"], "person", min_side=MIN_PERSON_SIDE),
+            run_in_threadpool(clean_image, files["garment"], "garment", min_side=MIN_GARMENT_SIDE, rgba=True),
         )
     except Problem as problem:
         gateway.metrics.refused.labels("unsupported" if problem.status == 415 else "invalid").inc()
@@ -318,7 +318,8 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
         raise Problem(503, f"the photos could not be stored ({error}); try again", kind="storage-unavailable",
                       headers={"Retry-After": "5"}) from error  # fmt: skip
     try:
-        await run_in_threadpool(gateway.queue.enqueue, job_id)
+        with job_context(job_id):  # the publish span and the task headers carry the job and the trace
+            await run_in_threadpool(gateway.queue.enqueue, job_id)
     except Exception as error:
         log.exception("queueing job %s failed", job_id)
         reason = str(error)

@@ -107,12 +107,3 @@ def garment_png() -> bytes:
 
 def photos(person: bytes, garment: bytes) -> dict[str, tuple[str, bytes, str]]:
     return {"person": ("person.png", person, "image/png"), "garment": ("garment.png", garment, "image/png")}
-
-
-# TEMPORARY until tryon/jobs (h8) lands in main with its session-wide fixture in tests/conftest.py.
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.servers import redis_server
-
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url

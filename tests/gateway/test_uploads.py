@@ -101,12 +101,12 @@ def test_phone_multi_picture_jpeg_is_accepted() -> None:
     first.save(buffer, "MPO", save_all=True, append_images=[first.rotate(90)])
     data = buffer.getvalue()
     assert Image.open(io.BytesIO(data)).format == "MPO"
-    cleaned = clean_image(data, "person", min_side=64)
+    cleaned = clean_image(data, "person", min_side=128)
     assert cleaned.media_type == "image/jpeg"
     assert Image.open(io.BytesIO(cleaned.png)).size == (256, 256)
 
 
 def test_large_photos_are_stored_downscaled() -> None:
     big = Image.new("RGB", (4000, 3000), (10, 20, 30))
-    cleaned = clean_image(encode(big, "JPEG"), "person", min_side=64)
+    cleaned = clean_image(encode(big, "JPEG"), "person", min_side=128)
     assert (cleaned.width, cleaned.height) == (2048, 1536)

@@ -23,8 +23,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths about one job: /api/jobs/{id}, /api/jobs/{id}/events, /api/v1/jobs/{id}/result, ...
-JOB_PATH = re.compile(r"/jobs/(?P<job_id>[A-Za-z0-9_-]{6,64})(?:/|$)")
+#: Paths about one job: /api/tryon/{id}, /api/tryon/{id}/events, /api/jobs/{id}/result, ...
+JOB_PATH = re.compile(r"/(?:tryon|jobs)/(?P<job_id>[A-Za-z0-9_-]{6,64})(?:/|$)")
 
 
 class TracingMiddleware:
