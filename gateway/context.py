@@ -18,11 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
 from gateway.schemas import CheckResult
+from tryon.jobs.document import API_PREFIX
 from tryon.jobs.queue import JobQueue
 from tryon.jobs.state import JobStore
 from tryon.jobs.storage import LocalStorage, S3Storage, Storage, build_storage
 
-API_PREFIX = "/api"
+__all__ = ["API_PREFIX", "Gateway"]
+
 CHECK_TIMEOUT_S = 3.0
 
 

@@ -111,13 +111,7 @@ async def _record(gateway: Gateway, job_id: str) -> JobRecord:
 
 
 def _document(gateway: Gateway, record: JobRecord) -> JobDocument:
-    settings = gateway.settings
-    result_url = None
-    if record.status == JobStatus.SUCCEEDED and record.result_key:
-        result_url = gateway.storage.url(record.result_key, settings.url_expiry_s)
-    return job_document(
-        record, api_prefix=API_PREFIX, result_url=result_url, url_expiry_s=settings.url_expiry_s
-    )
+    return job_document(record, storage=gateway.storage, url_expiry_s=gateway.settings.url_expiry_s)
 
 
 # --- submission -----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
 
 pytestmark = [
+    pytest.mark.slow,  # ~25 s: a browser, nginx and a gateway
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup installs it)"),
     pytest.mark.skipif(
         nginx_binary() is None, reason="nginx is not installed (make setup installs nginx-light)"
