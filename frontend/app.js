@@ -55,8 +55,8 @@
     job: null, // {id, statusUrl, eventsUrl}
     source: null, // EventSource
     pollTimer: null,
-    resultBlobUrl: null,
     lastStageText: "",
+    exampleCategories: ["upper_body"], // replaced by GET /api/limits
   };
 
   // ---------- errors ----------
@@ -256,6 +256,8 @@
   el.example.addEventListener("click", async () => {
     clearError();
     el.example.disabled = true;
+    // The example person shows the upper body: pick a category the example has a garment for.
+    if (!state.exampleCategories.includes(el.category.value)) el.category.value = state.exampleCategories[0];
     try {
       setFile("person", await fetchExample("person.png", "example-person.png"));
       await loadExampleGarment();
@@ -496,6 +498,7 @@
     .then((response) => (response.ok ? response.json() : null))
     .then((limits) => {
       if (limits?.max_upload_mb) $("max-mb").textContent = String(limits.max_upload_mb);
+      if (limits?.example_categories?.length) state.exampleCategories = limits.example_categories;
     })
     .catch(() => {});
 })();

@@ -187,10 +187,12 @@ def test_example_flow_on_a_phone(
     open_page: Callable[..., Any], gateway: RunningGateway, artifacts: Path
 ) -> None:
     page = open_page(PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page.select_option("#category", "dress")
     page.click("#example")
     page.wait_for_function("() => !document.getElementById('garment-preview').hidden")
     assert page.evaluate("document.getElementById('person-preview').naturalWidth") == 512
     assert "example" in page.inner_text("#garment-text")
+    assert page.input_value("#category") == "upper_body"  # the category the example has a garment for
     page.screenshot(path=str(artifacts / "phone-form.png"), full_page=True)
     # The page fits the phone: nothing wider than the viewport.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

@@ -72,7 +72,10 @@ def test_events_follow_a_job_to_its_result(
         statuses = [event["status"] for event in seen]
         assert statuses[0] == "queued" and statuses[-1] == "succeeded"
         stages = [event["stage"] for event in seen if event["status"] == "running"]
-        assert stages == ["segmentation", "pose", "warp", "inpaint", "blend"]
+        # Changes close together may arrive as one event (each event is the newest document), so on a
+        # loaded machine a stage can be skipped; the order never changes.
+        order = ["segmentation", "pose", "warp", "inpaint", "blend"]
+        assert len(stages) >= 3 and stages == sorted(stages, key=order.index), stages
         progress = [event["progress"] for event in seen]
         assert progress == sorted(progress) and progress[-1] == 100
         assert arrivals[-1] - arrivals[0] > 0.5  # events came as they happened, not in one batch at the end

@@ -110,3 +110,12 @@ def test_large_photos_are_stored_downscaled() -> None:
     big = Image.new("RGB", (4000, 3000), (10, 20, 30))
     cleaned = clean_image(encode(big, "JPEG"), "person", min_side=128)
     assert (cleaned.width, cleaned.height) == (2048, 1536)
+
+
+def test_garment_alpha_is_kept_only_when_it_says_something() -> None:
+    from tests.imagegen import draw_garment
+
+    cutout = clean_image(encode(draw_garment(size=(256, 320), rgba=True)), "garment", min_side=64, rgba=True)
+    assert Image.open(io.BytesIO(cutout.png)).mode == "RGBA"
+    opaque = clean_image(encode(draw_garment(size=(256, 320))), "garment", min_side=64, rgba=True)
+    assert Image.open(io.BytesIO(opaque.png)).mode == "RGB"
