@@ -1,5 +1,5 @@
-"""A whole job through the real stack: gateway -> Redis -> Celery worker -> five lite gRPC services -> storage,
-followed over server-sent events, with the signed webhook received by a local HTTP server."""
+"""A whole job through the real stack: gateway -> Redis -> Celery worker -> five lite gRPC services ->
+storage, followed over server-sent events, with the signed webhook received by a local HTTP server."""
 
 from __future__ import annotations
 
@@ -17,18 +17,17 @@ from PIL import Image
 
 from tests.gateway.conftest import RunningGateway, running_gateway
 from tests.gateway.test_events import read_events
-from tests.orchestrator.conftest import (  # noqa: F401  (lite_services and expected_result are fixtures)
-    GARMENT_PNG,
-    PERSON_PNG,
-    Worker,
-    base_env,
-    expected_result,
-    lite_services,
-    service_env,
-    start_worker,
-)
 from tryon.jobs.webhooks import SIGNATURE_HEADER, verify_signature
 from tryon.local_services import RunningService
+
+# The worker's test helpers (five lite services, a worker process); fixtures are re-exported by name.
+worker_tests = pytest.importorskip(
+    "tests.orchestrator.conftest", reason="the orchestrator (worker) is not here"
+)
+lite_services = worker_tests.lite_services
+expected_result = worker_tests.expected_result
+Worker = worker_tests.Worker
+PERSON_PNG, GARMENT_PNG = worker_tests.PERSON_PNG, worker_tests.GARMENT_PNG
 
 pytestmark = pytest.mark.slow  # five services and a worker start (~30 s on 2 cores)
 
@@ -69,15 +68,17 @@ def stack(
 ) -> Iterator[tuple[RunningGateway, Worker]]:
     tmp = tmp_path_factory.mktemp("full-job")
     env = {
-        **base_env(redis_url, "gateway-e2e"),
-        **service_env(lite_services),
+        **worker_tests.base_env(redis_url, "gateway-e2e"),
+        **worker_tests.service_env(lite_services),
         "TRYON_STORAGE_DIR": str(tmp / "storage"),
         "TRYON_SIGNING_KEY": "e2e-signing-key",
         "TRYON_WEBHOOK_SECRET": SECRET,
         "TRYON_WEBHOOK_ALLOW_PRIVATE": "true",
     }
-    worker = start_worker(env, tmp / "worker.log")
-    settings = {key.removeprefix("TRYON_").lower(): value for key, value in env.items() if key.startswith("TRYON_")}
+    worker = worker_tests.start_worker(env, tmp / "worker.log")
+    settings = {
+        key.removeprefix("TRYON_").lower(): value for key, value in env.items() if key.startswith("TRYON_")
+    }
     settings = {key: value for key, value in settings.items() if key in {
         "redis_url", "queue_name", "webhook_queue_name", "storage_dir", "signing_key", "webhook_secret",
         "webhook_allow_private",
@@ -100,7 +101,9 @@ def test_a_job_end_to_end_with_events_result_and_signed_webhook(
                 "person": ("person.png", PERSON_PNG, "image/png"),
                 "garment": ("garment.png", GARMENT_PNG, "image/png"),
             }
-            reply = client.post("/api/tryon", files=files, data={"category": "upper_body", "webhook_url": receiver.url})
+            reply = client.post(
+                "/api/tryon", files=files, data={"category": "upper_body", "webhook_url": receiver.url}
+            )
             assert reply.status_code == 202, reply.text
             job = reply.json()
             with client.stream("GET", job["events_url"]) as stream:
