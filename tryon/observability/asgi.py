@@ -1,7 +1,7 @@
 """Tracing and job attribution for the gateway: ``app.add_middleware(TracingMiddleware)``.
 
 Each HTTP request runs inside a SERVER span (continuing an incoming ``traceparent``, if any); a request
-whose path names a job (``/api/jobs/{id}...``) runs as that job, so its log lines carry the job id. The
+whose path names a job (``/api/tryon/{id}...``) runs as that job, so its log lines carry the job id. The
 handler that creates a job sets it itself with ``job_context(job_id)`` before enqueueing, so the publish
 span, and through the Celery headers the worker's spans, join the request's trace.
 """
