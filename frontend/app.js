@@ -296,7 +296,7 @@
 
   function stageText(doc) {
     if (doc.status === "queued") return STAGE_LABELS.queued;
-    const label = STAGE_LABELS[doc.stage] || (doc.stage ? `Stage: ${doc.stage}` : "Working");
+    const label = STAGE_LABELS[doc.stage] || (doc.stage ? `Stage: ${doc.stage}` : "Starting");
     return `${label} (${Math.round(doc.progress || 0)}%)`;
   }
 
