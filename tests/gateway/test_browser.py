@@ -247,3 +247,21 @@ def test_keyboard_order_and_labels(open_page: Callable[..., Any]) -> None:
     for control in ("person-input", "garment-input", "category", "compare-range"):
         assert page.evaluate(f"document.getElementById('{control}').labels.length") >= 1, control
     assert page.get_attribute("#live", "aria-live") == "polite"
+
+
+def test_drag_and_drop_sets_the_photo(open_page: Callable[..., Any], garment_png: bytes) -> None:
+    page = open_page()
+    transfer = page.evaluate_handle(
+        """(bytes) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"}));
+            return transfer;
+        }""",
+        list(garment_png),
+    )
+    page.dispatch_event("#garment-drop", "dragover", {"dataTransfer": transfer})
+    assert "dragging" in (page.get_attribute("#garment-drop", "class") or "")
+    page.dispatch_event("#garment-drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_function("() => document.getElementById('garment-preview').naturalWidth > 0")
+    assert "dropped.png" in page.inner_text("#garment-text")
+    assert "dragging" not in (page.get_attribute("#garment-drop", "class") or "")
