@@ -139,7 +139,7 @@ def person_as_garment_photo() -> npt.NDArray[np.uint8]:
 
 
 def face_print_garment() -> npt.NDArray[np.uint8]:
-    """A T-shirt with the astronaut's face printed on its chest: a face with fabric, not backdrop, beside it."""
+    """A T-shirt with the astronaut's face printed on its chest: fabric, not backdrop, beside the face."""
     garment = draw_garment(GarmentCategory.UPPER_BODY, color=(20, 20, 20), size=(768, 1024))
     face = skimage.data.astronaut()[40:230, 150:320]
     garment[380 : 380 + face.shape[0], 300 : 300 + face.shape[1]] = face
