@@ -7,8 +7,8 @@ Pairs: every ``person/`` photo with every ``garment/`` photo (upper body), and u
 pipeline at 1024 px; the measures, per pair:
 
 - **coverage**: share of the clothing mask's replaced part (``tryon.vision.mask_kinds``: the worn garment
-  and the category's region, not the body around it the new garment may cover) that the warped garment
-  covers (alpha > 127).
+  and the category's region; not the body around it the new garment may cover, nor the old sleeves on the
+  arms, which only a sleeved garment covers) that the warped garment covers (alpha > 127).
 - **print**: SIFT matches garment photo -> result (inside the garment's silhouette / the result's clothing
   region, Lowe ratio 0.75), a RANSAC similarity (``cv2.estimateAffinePartial2D``) through them: its inlier
   count and its scale against the silhouette's scale ``sqrt(warped area / photo silhouette area)``. The
@@ -64,12 +64,13 @@ try:
     from tryon.vision import mask_kinds
 
     replace_region, edit_region = mask_kinds.replace_region, mask_kinds.edit_region
+    body_region = mask_kinds.body_region
 except ImportError:  # a checkout from before the mask carried kinds (0/255): measure the baseline too
 
     def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         return mask > 127
 
-    edit_region = replace_region
+    edit_region = body_region = replace_region
 
 COVERAGE_MIN = 0.85
 INLIERS_MIN = 12
@@ -157,7 +158,8 @@ def evaluate(
     edited = edit_region(mask_values)
     alpha = result.warp.warped_garment[..., 3] > 127
     covered = alpha & edited
-    record.coverage = float((covered & replace).sum() / max(1, replace.sum()))
+    body = body_region(mask_values)
+    record.coverage = float((covered & body).sum() / max(1, body.sum()))
 
     garment_rgb = imaging.to_working_resolution(garment[..., :3], EVAL_LONG_SIDE)
     silhouette = garment_silhouette(garment_rgb)

@@ -154,7 +154,7 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     nearest = _nearest_source(unknown, ~unknown)
     fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
 
-    skin_kind = unknown & (kind_values == mask_kinds.REPLACE_SKIN)
+    skin_kind = unknown & np.isin(kind_values, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
     if skin_kind.any():
         # Skin to copy: skin-coloured pixels on the body around the garment (bare arms, shoulders), where
         # hair or a beige backdrop cannot be; else any skin-coloured pixel in the box.

@@ -280,6 +280,7 @@ class LiteSegmentation:
         clothing[reach] = mask_kinds.MAY_COVER
         clothing[replace] = mask_kinds.REPLACE_NEAREST
         clothing[replace & skin_underneath(shapes, category, full)] = mask_kinds.REPLACE_SKIN
+        clothing[replace & regions.arms] = mask_kinds.REPLACE_LIMB
         if category is GarmentCategory.UPPER_BODY:
             below_waist = ~draw_polygons(full, shapes.above_waist)
             clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW

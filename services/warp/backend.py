@@ -67,11 +67,13 @@ SHOULDER_OUTSET = 0.12
 HIP_OUTSET = 0.30
 #: The torso's half-width is this percentile of the symmetric half-widths over the rows below the sleeves.
 TORSO_WIDTH_PERCENTILE = 50
+#: The shoulder landmarks sit this fraction of the torso's half-width from the axis.
+SHOULDER_FRACTION = 0.85
 #: A sleeve is this share of the silhouette's pixels at least (outside the torso's band).
 SLEEVE_MIN_PIXELS_FRACTION = 0.01
 #: Length of a regular top in the photo, hem below the shoulders, in shoulder widths (the landmarks above):
 #: such a top ends on the hip band; shorter and longer cuts end proportionally higher or lower.
-TOP_REGULAR_LENGTH = 1.95
+TOP_REGULAR_LENGTH = 2.3
 TOP_LENGTH_RANGE = (0.45, 1.3)
 #: A top's vertical scale stays within this range of its horizontal scale (from the shoulders).
 VERTICAL_SCALE_RANGE = (0.7, 1.0)
@@ -361,7 +363,7 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
         column = int(np.clip(round(x), 0, mask.shape[1] - 1))
         return float(columns_top[column])
 
-    shoulder_dx = half_width  # the torso's sides run up to the shoulder seams
+    shoulder_dx = SHOULDER_FRACTION * half_width
     shoulder_y = (top_at(axis - shoulder_dx) + top_at(axis + shoulder_dx)) / 2
     # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
     centre_rows = np.flatnonzero(mask[:, int(np.clip(round(axis), 0, mask.shape[1] - 1))])

@@ -35,7 +35,7 @@ def scene() -> dict[str, np.ndarray]:
     mask[40:360, 20:280] = mask_kinds.MAY_COVER  # the body around: the new garment may cover it
     mask[80:270, 90:210] = mask_kinds.REPLACE_NEAREST
     mask[200:270, 90:210] = mask_kinds.REPLACE_BELOW  # a top's lower part: trousers underneath
-    mask[60:200, 40:70] = mask_kinds.REPLACE_SKIN  # the sleeve: an arm underneath
+    mask[60:200, 40:70] = mask_kinds.REPLACE_LIMB  # the sleeve: an arm underneath
     garment = np.zeros((H, W, 4), np.uint8)
     garment[85:190, 100:200] = (*NEW, 255)  # short and narrow: covers neither the sides nor the sleeve
     result = (

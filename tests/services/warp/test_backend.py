@@ -64,7 +64,8 @@ def test_upper_body_landmarks_sit_on_the_drawn_tshirt() -> None:
     assert landmarks["left_shoulder"][0] < landmarks["neckline"][0] < landmarks["right_shoulder"][0]
     assert abs(landmarks["neckline"][0] - 0.5 * width) < 5
     assert landmarks["left_shoulder"][1] == landmarks["right_shoulder"][1]  # a mirrored pair
-    assert landmarks["left_shoulder"][0] == pytest.approx(0.28 * width, abs=8)  # the torso's sides
+    # Within the torso's sides (0.28 and 0.72 of the width), at SHOULDER_FRACTION of its half-width.
+    assert landmarks["left_shoulder"][0] == pytest.approx(width / 2 - 0.85 * 0.22 * width, abs=8)
     assert landmarks["left_hem"][1] == pytest.approx(0.90 * height, abs=0.03 * height)
     assert landmarks["left_hem"][0] == pytest.approx(0.28 * width, abs=5)
     assert landmarks["right_hem"][0] == pytest.approx(0.72 * width, abs=5)

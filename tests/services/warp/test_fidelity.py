@@ -76,7 +76,7 @@ def test_landmarks_are_a_mirrored_pair_on_the_axis() -> None:
     left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
     assert left[1] == right[1]  # one height: no tilt from the silhouette
     assert (left[0] + right[0]) / 2 == pytest.approx(384, abs=12)  # the axis, not pulled by the sleeve
-    assert right[0] - left[0] == pytest.approx(0.44 * 768, rel=0.1)  # the torso, not the sleeve
+    assert right[0] - left[0] == pytest.approx(0.85 * 0.44 * 768, rel=0.1)  # the torso, not the sleeve
 
 
 def _cut_top(length: float) -> np.ndarray:
