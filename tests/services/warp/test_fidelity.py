@@ -1,8 +1,8 @@
 """Fidelity of the warp per category, on drawn garments and a body with known keypoints (issue #12).
 
-The body (see ``_keypoints``): shoulders 300 px apart at y=300, hips at y=620, knees at y=800, ankles at
-y=980, elbows out and down at y=460, wrists at y=600, in a 768 x 1024 frame. The measures are those of
-bench/eval_lite.py (:mod:`tryon.vision.fidelity`).
+The body (see ``_keypoints``): shoulders 240 px apart at y=300, hips at y=620, knees at y=800, ankles at
+y=980, elbows out and down at y=460, wrists at y=600, in a 768 x 1024 frame (adult proportions). The
+measures are those of bench/eval_lite.py (:mod:`tryon.vision.fidelity`).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def _keypoints() -> np.ndarray:
     keypoints = np.zeros((18, 3), np.float32)
     points = {
         "nose": (384, 180), "neck": (384, SHOULDER_Y),
-        "right_shoulder": (234, SHOULDER_Y), "left_shoulder": (534, SHOULDER_Y),
-        "right_elbow": (205, 460), "left_elbow": (563, 460),
-        "right_wrist": (200, 600), "left_wrist": (568, 600),
+        "right_shoulder": (264, SHOULDER_Y), "left_shoulder": (504, SHOULDER_Y),
+        "right_elbow": (240, 460), "left_elbow": (528, 460),
+        "right_wrist": (236, 600), "left_wrist": (532, 600),
         "right_hip": (300, HIP_Y), "left_hip": (468, HIP_Y),
         "right_knee": (300, KNEE_Y), "left_knee": (468, KNEE_Y),
         "right_ankle": (300, ANKLE_Y), "left_ankle": (468, ANKLE_Y),
@@ -95,8 +95,7 @@ def test_a_regular_top_ends_near_the_hip_band_and_a_crop_top_higher(warper: Garm
     regular_hem = np.flatnonzero(regular[:, centre].any(axis=1))[-1]
     crop_hem = np.flatnonzero(crop[:, centre].any(axis=1))[-1]
     torso = HIP_Y - SHOULDER_Y
-    # On the hip band, or below it by what the print-preserving limit on squashing costs (this body is
-    # unusually broad for its torso: 300 px shoulders, 320 px torso).
+    # On the hip band, or a little below it where the print-preserving limit on squashing costs length.
     assert HIP_BAND_Y - 0.1 * torso < regular_hem < HIP_BAND_Y + 0.45 * torso
     assert crop_hem < regular_hem - 0.3 * torso
     assert crop_hem < HIP_Y
@@ -114,7 +113,7 @@ def test_sleeves_turn_towards_the_arms(warper: GarmentWarper) -> None:
     keypoints[[KP["right_wrist"], KP["left_wrist"]], 2] = 0
     free = warper.run(WarpInput(garment=plain.garment, keypoints=keypoints, target_size=TARGET))
     free_alpha = free.warped_garment[..., 3] > 127
-    # With the arms down (elbows at x 205 / 563), the sleeves come in out of the air beside the arms.
+    # With the arms down (elbows at x 240 / 528), the sleeves come in out of the air beside the arms.
     beside = (slice(360, 480), slice(80, 160))
     assert free_alpha[beside].mean() > 0.5
     assert alpha[beside].mean() < 0.25
