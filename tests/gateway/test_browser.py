@@ -238,3 +238,22 @@ def test_drag_and_drop_sets_the_photo(open_page: Callable[..., Any], garment_png
     page.wait_for_function("() => document.getElementById('garment-preview').naturalWidth > 0")
     assert "dropped.png" in page.inner_text("#garment-text")
     assert "dragging" not in (page.get_attribute("#garment-drop", "class") or "")
+
+
+def test_without_event_source_the_page_polls(browser: Any, site: str, full_stack: Any) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        context.add_init_script("delete window.EventSource;")
+        page = context.new_page()
+        polls: list[str] = []
+        page.on("request", lambda request: "/api/tryon/" in request.url and polls.append(request.url))
+        page.goto(site)
+        page.click("#example")
+        page.wait_for_function("() => !document.getElementById('garment-preview').hidden")
+        page.click("#submit")
+        stage_labels_until_result(page)
+        assert page.is_visible("#result-section")
+        assert not any(url.endswith("/events") for url in polls)
+        assert len(polls) >= 2  # status polled until the job ended
+    finally:
+        context.close()
