@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from gateway.context import API_PREFIX, Gateway
 from gateway.deps import GatewayDep, limit_requests, limit_submissions, require_api_key
@@ -33,6 +34,8 @@ router = APIRouter(
 )
 
 IDEMPOTENCY_PREFIX = "tryon:idempotency:"
+#: How long a claimed Idempotency-Key waits for its job to be created (a submission takes well under this).
+PENDING_TTL_S = 120
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 #: After deleting a job that was running, its prefix is deleted again this much later: a worker that was
 #: mid-stage may still write the result before it notices the cancellation.
@@ -175,7 +178,8 @@ class _Idempotency:
     async def claim(self, gateway: Gateway) -> JobRecord | None:
         """The job an earlier request with this key created (None: this request goes ahead and creates it)."""
         for _ in range(3):
-            if await self.redis.set(self.name, f"pending {self.fingerprint}", nx=True, ex=self.ttl):
+            # A short claim: if this process dies before the job exists, the key frees itself soon.
+            if await self.redis.set(self.name, f"pending {self.fingerprint}", nx=True, ex=PENDING_TTL_S):
                 return None
             raw = await self.redis.get(self.name)
             if raw is None:
@@ -255,6 +259,8 @@ async def submit(
     except Problem as problem:
         gateway.metrics.refused.labels("too_large" if problem.status == 413 else "invalid").inc()
         raise
+    except ClientDisconnect as error:  # nobody to answer; not a server error either
+        raise Problem(400, "the upload was interrupted before it ended", kind="upload-interrupted") from error
     options = _options(submission)
     await _check_webhook(gateway, options.webhook_url)
 

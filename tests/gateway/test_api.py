@@ -6,6 +6,7 @@ import io
 import json
 import socket
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -423,3 +424,19 @@ def test_examples_are_served(gateway: RunningGateway) -> None:
     assert person.headers["content-type"] == garment.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(person.content)).size == (512, 512)
     assert Image.open(io.BytesIO(garment.content)).size == (768, 1024)
+
+
+def test_an_interrupted_upload_is_a_client_error(gateway: RunningGateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/tryon HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 100000\r\n\r\n"
+            b'--x\r\nContent-Disposition: form-data; name="person"; filename="a"\r\n\r\n'
+        )
+    metric = 'tryon_gateway_requests_total{method="POST",route="/api/tryon",status="400"}'
+    deadline = time.monotonic() + 10
+    with gateway.client() as client:
+        while metric not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, "the interrupted upload was not answered as a 400"
+            time.sleep(0.05)
