@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +114,27 @@ def stage_inputs(pipeline: TryOnPipeline, pair: Pair) -> dict[str, object]:
     }  # fmt: skip
 
 
+@contextmanager
+def person_analysis(enabled: bool) -> Iterator[str | None]:
+    """The address of bench/person_analysis.py (segmentation + pose in one process) while it runs."""
+    if not enabled:
+        yield None
+        return
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "person_analysis.py")],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise SystemExit(f"bench/person_analysis.py did not start: {line!r}")
+        yield f"127.0.0.1:{line.split()[1]}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 def timed(run: Callable[[Any], object], argument: object) -> float:
     started = time.perf_counter()
     run(argument)
@@ -124,6 +148,11 @@ def main() -> int:
     parser.add_argument("--samples", type=Path, help="a folder with person/ and garment/ photos")
     parser.add_argument("--runs", type=int, default=5, help="rounds over all pairs (default 5)")
     parser.add_argument("--wire", choices=["raw", "png"], default="raw", help="image encoding between hops")
+    parser.add_argument(
+        "--person-analysis",
+        action="store_true",
+        help="also time the v2 chain with segmentation + pose in one process (bench/person_analysis.py)",
+    )
     args = parser.parse_args()
 
     pairs = sample_pairs(args.samples) if args.samples else synthetic_pairs()
@@ -133,16 +162,21 @@ def main() -> int:
     local_pipeline.setup()
     inputs = [stage_inputs(local_pipeline, pair) for pair in pairs]
 
-    paths = ("local", *WIRES)
+    paths = ("local", *WIRES, *(["v2-pa"] if args.person_analysis else []))
     stage_times: dict[str, dict[str, list[float]]] = {s: {p: [] for p in paths} for s in STAGES}
     chain_times: dict[str, list[float]] = {p: [] for p in paths}
+    in_chain: dict[str, dict[str, list[float]]] = {s: {p: [] for p in paths} for s in STAGES}
     wire_bytes: dict[str, dict[str, list[int]]] = {s: {w: [] for w in WIRES} for s in STAGES}
-    with running_services(STAGES) as services:
-        addresses = {f"{stage}_addr": service.address for stage, service in services.items()}
+    with ExitStack() as running:
+        # One set of services per wire form: each process sees the pairs in turn, so none serves a photo
+        # from the segmentation / pose landmark cache that another path's call has just filled.
+        services = {wire: running.enter_context(running_services(STAGES)) for wire in WIRES}
+        combined = running.enter_context(person_analysis(args.person_analysis))
         clients: dict[str, dict[str, StageClient[Any, Any]]] = {}
         recorders: dict[str, WireBytes] = {}
         pipelines: dict[str, TryOnPipeline] = {"local": local_pipeline}
         for wire, version in WIRES.items():
+            addresses = {f"{stage}_addr": service.address for stage, service in services[wire].items()}
             clients[wire] = remote_backends(
                 ClientSettings(wire_format=args.wire, wire_version=version, **addresses)
             )
@@ -151,6 +185,15 @@ def main() -> int:
                 client.setup()
                 client.stub = client.stub_class(grpc.intercept_channel(client.channel, recorders[wire]))
             pipelines[wire] = TryOnPipeline(clients[wire])
+        if combined:
+            # warp, inpaint and blend: v2's services (they hold no per-photo cache)
+            pa_settings = ClientSettings(
+                **{**addresses, "segmentation_addr": combined, "pose_addr": combined}, wire_format=args.wire
+            )
+            clients["v2-pa"] = remote_backends(pa_settings)
+            for client in clients["v2-pa"].values():
+                client.setup()
+            pipelines["v2-pa"] = TryOnPipeline(clients["v2-pa"])
         for pair in pairs:  # warm-up: first calls allocate buffers, open connections
             for pipeline in pipelines.values():
                 pipeline.run(*pair)
@@ -164,9 +207,12 @@ def main() -> int:
                         wire_bytes[stage][wire].append(recorders[wire].last)
             for pair in pairs:
                 for path, pipeline in pipelines.items():
-                    chain_times[path].append(pipeline.run(*pair).timings["total"])
-        for wire in WIRES:
-            for client in clients[wire].values():
+                    timings = pipeline.run(*pair).timings
+                    chain_times[path].append(timings["total"])
+                    for stage in STAGES:
+                        in_chain[stage][path].append(timings[stage])
+        for path_clients in clients.values():
+            for client in path_clients.values():
                 client.close()
     for pipeline in pipelines.values():
         pipeline.close()
@@ -190,6 +236,16 @@ def main() -> int:
     mb1, mb2 = (sum(statistics.median(wire_bytes[s][w]) for s in STAGES) / 1e6 for w in WIRES)
     print(f"| **chain** | {here:.1f} | {v1:.1f} ({v1 / here:.2f}x) | {mb1:.2f} | {v2:.1f} | {mb2:.2f} | "
           f"{v2 - here:+.1f} | **{v2 / here:.2f}x** |")  # fmt: skip
+    if args.person_analysis:
+        combined_ms = statistics.median(chain_times["v2-pa"]) * 1000
+        print(f"| chain, segmentation + pose in one process | | | | {combined_ms:.1f} | | "
+              f"{combined_ms - here:+.1f} | {combined_ms / here:.2f}x |")  # fmt: skip
+    print("\nInside the chain (median ms per stage; segmentation and pose run concurrently):\n")
+    print("| stage | " + " | ".join(paths) + " |")
+    print("|---|" + "---:|" * len(paths))
+    for stage in STAGES:
+        row = " | ".join(f"{statistics.median(in_chain[stage][p]) * 1000:.1f}" for p in paths)
+        print(f"| {stage} | {row} |")
     ratio = v2 / here
     verdict = "meets" if ratio <= TARGET_RATIO else "misses"
     print(
