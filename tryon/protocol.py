@@ -57,11 +57,14 @@ def image_to_proto(image: npt.NDArray[np.uint8], wire: WireFormat = "png") -> co
 
 
 def mask_to_proto(mask: Mask, wire: WireFormat = "png", version: int = 1) -> common_pb2.Image:
-    """A 0/255 mask: image/x-bitmask for raw wire version 2 (pixels >= 128 are inside), else as an image."""
+    """A mask, for raw wire version 2 in its smallest exact form: image/x-bitmask when it holds only 0 and
+    255, else (the lite clothing mask carries surface kinds in its values) image/x-raw-deflate."""
     if wire != "raw" or version < 2:
         return image_to_proto(mask, wire)
+    if cv2.countNonZero(cv2.inRange(mask, 1, 254)):
+        return label_map_to_proto(mask, wire, version)
     return common_pb2.Image(
-        data=np.packbits(mask >= 128).tobytes(),
+        data=np.packbits(mask).tobytes(),  # 255 -> 1, 0 -> 0: the bits are the bytes' top bits
         media_type=BITMASK_MEDIA_TYPE,
         width=mask.shape[1],
         height=mask.shape[0],
@@ -158,8 +161,9 @@ def mask_from_proto(message: common_pb2.Image, *, field: str, shape: tuple[int, 
         )
     if message.media_type == BITMASK_MEDIA_TYPE:
         return mask  # 0/255 by construction
-    # Masks may arrive anti-aliased or JPEG-compressed: threshold to the 0/255 convention.
-    return np.where(mask >= 128, 255, 0).astype(np.uint8)
+    # Masks may arrive anti-aliased or JPEG-compressed: below 128 is outside. Values above are kept: the
+    # lite stages carry surface kinds in the clothing mask's values (tryon.vision.mask_kinds).
+    return np.where(mask >= 128, mask, 0).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- patches

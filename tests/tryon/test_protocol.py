@@ -53,8 +53,9 @@ def test_options_defaults_round_trip_and_validation() -> None:
 def test_masks_are_thresholded_and_size_checked() -> None:
     mask = np.zeros((20, 30), np.uint8)
     mask[5:10, 5:10] = 200
+    mask[12:15, 5:10] = 90  # below 128: outside
     decoded = protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 30))
-    assert set(np.unique(decoded)) == {0, 255}
+    assert set(np.unique(decoded)) == {0, 200}  # values above 127 (the lite surface kinds) are kept
     with pytest.raises(StageInputError, match="clothing_mask: mask is 30x20 but the person image is 40x20"):
         protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 40))
 
@@ -73,10 +74,11 @@ def test_bitmask_round_trips_any_size_at_one_bit_per_pixel(height: int, width: i
     np.testing.assert_array_equal(protocol.mask_from_proto(message, field="m", shape=(height, width)), mask)
 
 
-def test_bitmask_thresholds_like_every_mask_and_only_for_raw_version_2() -> None:
-    mask = np.array([[0, 127, 128, 255]], np.uint8)
-    decoded = protocol.mask_from_proto(protocol.mask_to_proto(mask, "raw", 2), field="m", shape=(1, 4))
-    np.testing.assert_array_equal(decoded, [[0, 0, 255, 255]])
+def test_masks_with_other_values_deflate_exactly_and_compact_forms_need_raw_version_2() -> None:
+    mask = np.array([[0, 160, 240, 248, 255, 0, 0, 0]], np.uint8)  # the lite clothing mask's kinds
+    message = protocol.mask_to_proto(mask, "raw", 2)
+    assert message.media_type == protocol.RAW_DEFLATE_MEDIA_TYPE
+    np.testing.assert_array_equal(protocol.mask_from_proto(message, field="m", shape=(1, 8)), mask)
     assert protocol.mask_to_proto(mask, "raw", 1).media_type == "image/x-raw"
     assert protocol.mask_to_proto(mask, "png", 2).media_type == "image/png"
 
