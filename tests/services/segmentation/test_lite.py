@@ -363,3 +363,16 @@ def test_lite_segmentation_does_not_import_torch() -> None:
         [sys.executable, "-c", code], timeout=120, cwd=repo_root, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_photo_of_two_people_is_noted_and_one_is_used(
+    segmentation: LiteSegmentation, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = person_photo(512)
+    two = np.hstack([one, one[:, ::-1]])  # two astronauts side by side
+    with caplog.at_level("WARNING", logger="services.segmentation.lite"):
+        output = segmentation.run(SegmentationInput(person=two))
+    assert "more than one person" in caplog.text
+    person = output.person_mask > 0
+    # One of them: the person mask lies on one half only.
+    assert min(person[:, :512].sum(), person[:, 512:].sum()) < 0.05 * person.sum()
