@@ -208,11 +208,12 @@ def build_full_size(directory: Path, device: str, dtype_name: str) -> dict[str, 
 
 
 def build_tiny(directory: Path) -> dict[str, Any]:
-    from tests.tiny_models import build_controlnet, build_sdxl_inpaint
+    from tests.tiny_models import build_controlnet, build_ip_adapter, build_sdxl_inpaint
 
     started = time.perf_counter()
     build_sdxl_inpaint(directory / "sdxl")
     build_controlnet(directory / "controlnet")
+    build_ip_adapter(directory / "ip-adapter")
     return {"build_s": time.perf_counter() - started}
 
 
@@ -365,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         models = ModelSettings(
             sdxl_inpaint_model=str(root / "sdxl"),
             controlnet_openpose_model=str(root / "controlnet"),
+            ip_adapter_model=str(root / "ip-adapter") if (root / "ip-adapter").is_dir() else "",
             device="cpu" if device == "cpu" else "cuda",
             dtype=dtype,
         )
