@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TextIO
 
 from tryon.settings import load_stage_settings
+from tryon.stages import EXIT_BAD_INPUT, EXIT_NO_MODEL, EXIT_OK, MODEL_STAGES, STAGES
 from tryon.types import (
-    STAGES,
     BackendKind,
     GarmentCategory,
     GenerationOptions,
@@ -26,8 +26,7 @@ from tryon.types import (
     StageInputError,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_NO_MODEL = 0, 1, 2, 3
-MODEL_STAGES = ("segmentation", "pose", "inpaint")
+__all__ = ["EXIT_BAD_INPUT", "EXIT_NO_MODEL", "EXIT_OK", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.warp.tps import ThinPlateSpline
+from tryon.stages import SINGLE_IMPLEMENTATION
 from tryon.types import (
     KP,
     BackendInfo,
@@ -36,6 +37,7 @@ from tryon.types import (
     WarpInput,
     WarpOutput,
 )
+from tryon.vision.images import downscale
 
 #: Separation runs at this long side; the mask is then upsampled to the garment photo.
 SEPARATION_LONG_SIDE = 256
@@ -74,7 +76,7 @@ class GarmentWarper:
         self.run(WarpInput(garment=garment, keypoints=keypoints, target_size=(256, 192)))
 
     def info(self) -> BackendInfo:
-        return BackendInfo(stage="warp", backend="lite", device="cpu")
+        return BackendInfo(stage="warp", backend=SINGLE_IMPLEMENTATION, device="cpu")
 
     def run(self, inputs: WarpInput, /) -> WarpOutput:
         height, width = inputs.target_size
@@ -114,11 +116,7 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
 
 def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     height, width = rgb.shape[:2]
-    scale = SEPARATION_LONG_SIDE / max(height, width)
-    small = cv2.resize(
-        rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-    )
-    small = cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32)
+    small = cv2.GaussianBlur(downscale(rgb, SEPARATION_LONG_SIDE), (3, 3), 0).astype(np.float32)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     background = np.median(border, axis=0)
     spread = float(np.abs(border - background).mean())
