@@ -275,25 +275,54 @@ def build_controlnet(directory: Path) -> Path:
 
 
 def build_ip_adapter(directory: Path) -> Path:
+    return write_ip_adapter_plus(
+        directory,
+        vision=TINY_VISION,
+        unet_config={"in_channels": 9, **TINY_UNET},
+        hidden=TINY_IP_HIDDEN,
+        heads=TINY_IP_HEADS,
+        queries=TINY_IP_QUERIES,
+        std=0.2,
+    )
+
+
+def write_ip_adapter_plus(
+    directory: Path,
+    *,
+    vision: dict,
+    unet_config: dict,
+    hidden: int,
+    heads: int,
+    queries: int,
+    std: float,
+    device: str = "cpu",
+    dtype: object = None,
+) -> Path:
+    """Random IP-Adapter Plus weights for a UNet of ``unet_config`` plus a CLIP vision tower of ``vision``,
+    in the h94/IP-Adapter layout (also used by bench/bench_inpaint_gpu.py at full size)."""
     import torch
+    from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(2)
-    CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_VISION)).save_pretrained(
-        directory / "models" / "image_encoder"
-    )
+    with torch.device(device):
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision))
+    if dtype is not None:
+        encoder = encoder.to(dtype)
+    encoder.save_pretrained(directory / "models" / "image_encoder")
+    del encoder
     generator = torch.Generator().manual_seed(3)
 
-    def weight(*shape: int, std: float = 0.2) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator) * std
+    def weight(*shape: int, scale: float = std) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * scale
 
     # The Perceiver resampler of IP-Adapter Plus, in tencent-ailab's key layout (diffusers converts it):
     # it reads the image encoder's penultimate hidden states and writes UNet cross-attention tokens.
-    hidden, inner, width = TINY_IP_HIDDEN, 64 * TINY_IP_HEADS, TINY_UNET["cross_attention_dim"]
+    inner, width = 64 * heads, unet_config["cross_attention_dim"]
     image_proj = {
-        "latents": weight(1, TINY_IP_QUERIES, hidden, std=hidden**-0.5),
-        "proj_in.weight": weight(hidden, TINY_VISION["hidden_size"]),
+        "latents": weight(1, queries, hidden, scale=hidden**-0.5),
+        "proj_in.weight": weight(hidden, vision["hidden_size"]),
         "proj_in.bias": torch.zeros(hidden),
         "proj_out.weight": weight(width, hidden),
         "proj_out.bias": torch.zeros(width),
@@ -320,8 +349,10 @@ def build_ip_adapter(directory: Path) -> Path:
     # One to_k_ip / to_v_ip pair per cross-attention layer, numbered 1, 3, 5, ... in the UNet's processor
     # order (the original numbering counted self-attention layers too).
     ip_adapter = {}
-    channels = TINY_UNET["block_out_channels"]
-    cross_attention = [name for name in _tiny_unet(in_channels=9).attn_processors if "attn2" in name]
+    channels = list(unet_config["block_out_channels"])
+    with torch.device("meta"):
+        processors = UNet2DConditionModel.from_config(unet_config).attn_processors
+    cross_attention = [name for name in processors if "attn2" in name]
     for index, name in enumerate(cross_attention):
         if name.startswith("mid_block"):
             size = channels[-1]
@@ -333,6 +364,8 @@ def build_ip_adapter(directory: Path) -> Path:
         ip_adapter[f"{2 * index + 1}.to_v_ip.weight"] = weight(size, width)
     state = {f"image_proj.{key}": value for key, value in image_proj.items()}
     state.update({f"ip_adapter.{key}": value for key, value in ip_adapter.items()})
+    if dtype is not None:
+        state = {key: value.to(dtype) for key, value in state.items()}
     (directory / "sdxl_models").mkdir(parents=True, exist_ok=True)
     save_file(
         {key: value.contiguous() for key, value in state.items()},

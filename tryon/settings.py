@@ -60,6 +60,9 @@ class ModelSettings(BaseModel):
     crop_to_mask: bool = True
     crop_margin: float = Field(default=0.25, ge=0.0, le=4.0)
     crop_max_upscale: float = Field(default=4.0, ge=1.0, le=8.0)
+    #: DeepCache-style reuse of the UNet's deep features (and the ControlNets' outputs): full UNet calls
+    #: every this many steps, only the outermost blocks in between. 1: off (quality not yet measured).
+    deep_cache_interval: int = Field(default=1, ge=1, le=8)
 
 
 class StageSettings(BaseSettings):

@@ -27,6 +27,7 @@ and reason docs/QUALITY.md ("Inpaint settings") gives:
    drawn across the torso) the generation stays.
 
 Outside the (slightly dilated, feathered) clothing mask the output is the person photo, bit-exact.
+``deep_cache_interval`` > 1 turns on DeepCache-style feature reuse (:class:`DeepCache`; off by default).
 
 Precision: fp16/bf16 on CUDA, fp32 on the CPU; attention is PyTorch SDPA (diffusers' default). The stock
 SDXL VAE overflows in fp16, so diffusers decodes it in fp32 (``force_upcast``); ``vae_model`` may name the
@@ -328,13 +329,22 @@ class _StepHook:
     """``callback_on_step_end``: holds low-strength pixels at the noised init latents until their start
     step (the strength map), then stops the call if its caller has gone."""
 
-    def __init__(self, starts: Any | None, image_latents: Any | None, noise: Any | None) -> None:
+    def __init__(
+        self,
+        starts: Any | None,
+        image_latents: Any | None,
+        noise: Any | None,
+        deep_cache: DeepCache | None = None,
+    ) -> None:
         self.starts = starts  # int tensor (1, 1, h, w) on the device, or None (no strength map)
         self.image_latents = image_latents
         self.noise = noise
+        self.deep_cache = deep_cache
 
     def __call__(self, pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         raise_if_cancelled()
+        if self.deep_cache is not None:
+            self.deep_cache.step = step + 1
         if self.starts is not None:
             import torch
 
@@ -355,6 +365,48 @@ class _StepHook:
                 latents = tensors["latents"]
                 tensors["latents"] = torch.where(hold, target.to(latents.dtype), latents)
         return tensors
+
+
+class DeepCache:
+    """DeepCache (Ma et al., CVPR 2024) for a diffusers SDXL UNet and its ControlNet(s).
+
+    Every ``interval``-th denoising step runs in full and caches the outputs of the UNet's deep blocks
+    (every down block but the first, the mid block, every up block but the last) and of the ControlNet; the
+    steps in between recompute only the outermost down and up blocks (at full latent resolution, fed by
+    the fresh skip connections) and reuse the rest. Training-free; costs quality at large intervals.
+    """
+
+    def __init__(self, unet: Any, controlnet: Any, interval: int) -> None:
+        self.interval = interval
+        self.step = 0
+        self._cache: dict[int, tuple[Any, Any]] = {}
+        for module in (*unet.down_blocks[1:], unet.mid_block, *unet.up_blocks[:-1], controlnet):
+            self._wrap(module)
+
+    def reset(self) -> None:
+        self.step = 0
+        self._cache.clear()
+
+    @property
+    def reusing(self) -> bool:
+        return self.step % self.interval != 0
+
+    def _wrap(self, module: Any) -> None:
+        original = module.forward
+        key = id(module)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            # A ControlNet's output is scaled by its conditioning scale, which control_guidance_end
+            # changes during the run: reuse only an output computed at the same scale.
+            scale = kwargs.get("conditioning_scale")
+            cached = self._cache.get(key)
+            if self.reusing and cached is not None and cached[0] == scale:
+                return cached[1]
+            output = original(*args, **kwargs)
+            self._cache[key] = (scale, output)
+            return output
+
+        module.forward = forward
 
 
 @dataclass
@@ -379,6 +431,7 @@ class FullInpaint:
         self._device = "cpu"
         self._ip_adapter = False
         self._edges = False
+        self._deep_cache: DeepCache | None = None
         self._lock = threading.Lock()  # one generation at a time: SDXL at 1024 px fills a GPU
 
     def setup(self) -> None:
@@ -449,6 +502,8 @@ class FullInpaint:
             pipeline.vae.enable_tiling()
         if self.models.attention_slicing:
             pipeline.enable_attention_slicing()
+        if self.models.deep_cache_interval > 1:
+            self._deep_cache = DeepCache(pipeline.unet, pipeline.controlnet, self.models.deep_cache_interval)
         self._pipeline = pipeline
 
     def warm_up(self) -> None:
@@ -608,8 +663,10 @@ class FullInpaint:
         latent_size = (canvas.init.shape[1] // LATENT_FACTOR, canvas.init.shape[0] // LATENT_FACTOR)
         latent_strength = cv2.resize(strength, latent_size, interpolation=cv2.INTER_AREA)
         starts = start_steps(latent_strength, steps=steps, full=options.strength)
+        if self._deep_cache is not None:
+            self._deep_cache.reset()
         if not starts.any() or getattr(pipeline.scheduler, "order", 1) != 1:
-            return _StepHook(None, None, None)
+            return _StepHook(None, None, None, self._deep_cache)
         device = pipeline._execution_device
         image = pipeline.image_processor.preprocess(
             canvas.init[None].astype(np.float32) / 255.0,
@@ -625,6 +682,7 @@ class FullInpaint:
             torch.from_numpy(starts)[None, None].to(device),
             image_latents.to(device=device, dtype=torch.float32),
             noise,
+            self._deep_cache,
         )
 
     def info(self) -> BackendInfo:

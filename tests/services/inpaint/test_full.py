@@ -173,6 +173,29 @@ def test_edges_controlnet_setting_adds_a_second_controlnet(tiny_models_dir: dict
     assert backend.run(_inputs()).image.shape == (120, 90, 3)
 
 
+def test_deep_cache_runs_the_deep_blocks_only_every_interval(tiny_models_dir: dict[str, Path]) -> None:
+    calls = {}
+    images = {}
+    for interval in (1, 2):
+        settings = tiny_model_settings(tiny_models_dir, ip_adapter_model="", deep_cache_interval=interval)
+        backend = FullInpaint(settings, max_long_side=TEST_LONG_SIDE)
+        backend.load()
+        pipeline = backend._pipeline
+        counts = {"deep": 0, "outer": 0, "controlnet": 0}
+        # Hooks on submodules fire only when their block really runs (not when its output is reused).
+        for name, module in (
+            ("deep", pipeline.unet.mid_block.resnets[0]),
+            ("outer", pipeline.unet.up_blocks[-1].resnets[0]),
+            ("controlnet", pipeline.controlnet.conv_in),
+        ):
+            module.register_forward_hook(lambda *_, name=name: counts.__setitem__(name, counts[name] + 1))
+        images[interval] = backend.run(_inputs(seed=4, steps=4, strength=1.0)).image
+        calls[interval] = counts
+    assert calls[1] == {"deep": 4, "outer": 4, "controlnet": 4}
+    assert calls[2] == {"deep": 2, "outer": 4, "controlnet": 2}
+    assert not np.array_equal(images[1], images[2])
+
+
 def test_large_photos_are_generated_at_the_working_size_and_returned_at_theirs(
     tiny_models_dir: dict[str, Path],
 ) -> None:
