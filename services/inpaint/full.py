@@ -52,6 +52,7 @@ import numpy.typing as npt
 from services.inpaint.lite import validate_inputs
 from tryon import models as model_registry
 from tryon.cancellation import raise_if_cancelled
+from tryon.progress import report_progress
 from tryon.settings import ModelSettings
 from tryon.types import (
     BackendInfo,
@@ -343,6 +344,7 @@ class _StepHook:
 
     def __call__(self, pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         raise_if_cancelled()
+        report_progress(step + 1, pipeline.num_timesteps)
         if self.deep_cache is not None:
             self.deep_cache.step = step + 1
         if self.starts is not None:
