@@ -189,7 +189,9 @@ def test_deep_cache_runs_the_deep_blocks_only_every_interval(tiny_models_dir: di
             ("outer", pipeline.unet.up_blocks[-1].resnets[0]),
             ("controlnet", pipeline.controlnet.conv_in),
         ):
-            module.register_forward_hook(lambda *_, name=name: counts.__setitem__(name, counts[name] + 1))
+            module.register_forward_hook(
+                lambda *_, name=name, counts=counts: counts.__setitem__(name, counts[name] + 1)
+            )
         images[interval] = backend.run(_inputs(seed=4, steps=4, strength=1.0)).image
         calls[interval] = counts
     assert calls[1] == {"deep": 4, "outer": 4, "controlnet": 4}
