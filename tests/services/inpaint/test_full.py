@@ -414,3 +414,20 @@ def test_reports_one_progress_event_per_denoising_step(inpaint: FullInpaint) -> 
     with progress.reporting(lambda done, total: events.append((done, total))):
         inpaint.run(_inputs(seed=1, steps=4))  # diffusers runs int(4 x 0.99) = 3 steps
     assert events == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_models_pull_fetches_only_the_plus_adapter_and_its_vit_h_encoder() -> None:
+    from tryon import models
+
+    repo_files = [
+        "models/image_encoder/config.json", "models/image_encoder/model.safetensors",
+        "models/image_encoder/pytorch_model.bin", "models/ip-adapter_sd15.safetensors",
+        "sdxl_models/image_encoder/config.json", "sdxl_models/image_encoder/model.safetensors",
+        "sdxl_models/ip-adapter_sdxl.safetensors", "sdxl_models/ip-adapter-plus_sdxl_vit-h.bin",
+        "sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors", "README.md",
+    ]  # fmt: skip
+    assert models.download_patterns(models.SPECS_BY_NAME["ip_adapter"], repo_files) == [
+        "sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors",
+        "models/image_encoder/config.json",
+        "models/image_encoder/model.safetensors",
+    ]
