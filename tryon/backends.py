@@ -17,25 +17,10 @@ from typing import Any
 
 from tryon import models as model_registry
 from tryon.settings import ModelSettings, StageSettings
-from tryon.types import STAGES, BackendKind, ModelUnavailableError, StageBackend
+from tryon.stages import stage as stage_of
+from tryon.types import BackendKind, ModelUnavailableError, StageBackend
 
 logger = logging.getLogger("tryon.backends")
-
-#: "module:Class" of each implementation; the full ones take the ModelSettings, the others nothing.
-LITE_BACKENDS = {
-    "segmentation": "services.segmentation.lite:LiteSegmentation",
-    "pose": "services.pose.lite:LitePose",
-    "inpaint": "services.inpaint.lite:LiteInpaint",
-}
-FULL_BACKENDS = {
-    "segmentation": "services.segmentation.full:FullSegmentation",
-    "pose": "services.pose.full:FullPose",
-    "inpaint": "services.inpaint.full:FullInpaint",
-}
-SINGLE_BACKENDS = {
-    "warp": "services.warp.backend:GarmentWarper",
-    "blend": "services.blend.backend:Blender",
-}
 
 
 @dataclass(frozen=True)
@@ -48,10 +33,8 @@ class BackendChoice:
 def choose_backend(stage: str, requested: BackendKind, models: ModelSettings) -> BackendChoice:
     """Resolve ``requested`` for ``stage``; raises :class:`ModelUnavailableError` for ``full`` without
     its weights (the message names the model and ``tryon models pull --stage <stage>``)."""
-    if stage in SINGLE_BACKENDS:
+    if not stage_of(stage).has_models:
         return BackendChoice(stage, BackendKind.LITE, "the stage has a single implementation")
-    if stage not in LITE_BACKENDS:
-        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
     requested = BackendKind(requested)
     if requested is BackendKind.LITE:
         return BackendChoice(stage, BackendKind.LITE, "requested")
@@ -102,8 +85,9 @@ def choose_backend(stage: str, requested: BackendKind, models: ModelSettings) ->
 def create_backend(stage: str, settings: StageSettings) -> StageBackend[Any, Any]:
     """Build (not set up) the backend serving ``stage``; ``setup()`` loads and warms it."""
     choice = choose_backend(stage, settings.backend, settings.models)
-    if stage in SINGLE_BACKENDS:
-        backend_class = _import(SINGLE_BACKENDS[stage])
+    entry = stage_of(stage)
+    if entry.full_backend is None:
+        backend_class = _import(entry.lite_backend)
         logger.info("%s: %s", stage, backend_class.__name__)
         return backend_class()
     logger.info(
@@ -114,8 +98,8 @@ def create_backend(stage: str, settings: StageSettings) -> StageBackend[Any, Any
         choice.reason,
     )
     if choice.kind is BackendKind.FULL:
-        return _import(FULL_BACKENDS[stage])(settings.models)
-    return _import(LITE_BACKENDS[stage])()
+        return _import(entry.full_backend)(settings.models)
+    return _import(entry.lite_backend)()
 
 
 def _import(target: str) -> Any:

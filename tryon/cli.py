@@ -1,6 +1,7 @@
 """``tryon``: run a try-on on local files, and manage model weights.
 
     tryon run PERSON GARMENT -o OUT.png [--category ...] [--backend lite|full|auto] [--seed N]
+    tryon demo [-o DIR] [--backend lite|full|auto]
     tryon models pull [--stage STAGE ...]
     tryon models list
 
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import TextIO
 
 from tryon.settings import load_stage_settings
+from tryon.stages import EXIT_BAD_INPUT, EXIT_NO_MODEL, EXIT_OK, MODEL_STAGES, STAGES
 from tryon.types import (
-    STAGES,
     BackendKind,
     GarmentCategory,
     GenerationOptions,
@@ -25,8 +26,7 @@ from tryon.types import (
     StageInputError,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_NO_MODEL = 0, 1, 2, 3
-MODEL_STAGES = ("segmentation", "pose", "inpaint")
+__all__ = ["EXIT_BAD_INPUT", "EXIT_NO_MODEL", "EXIT_OK", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", default="", help="text describing the garment (full)")
     run.add_argument("--save-intermediates", type=Path, metavar="DIR", help="also write every stage's output")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+
+    demo = commands.add_parser(
+        "demo",
+        help="try the built-in example (no photos of your own needed)",
+        description="Run the try-on on the built-in example: a public-domain NASA portrait and a garment "
+        "drawn by the project. Writes person.png, garment.png, result.png and side_by_side.png "
+        "(person | garment | result) into DIR.",
+    )
+    demo.add_argument(
+        "-o", "--output-dir", type=Path, default=Path("tryon-demo"), metavar="DIR",
+        help="where to write the images (default: %(default)s)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--backend", choices=[b.value for b in BackendKind], default=BackendKind.LITE.value,
+        help="which backend runs the example (default: %(default)s: weight-free, offline)",
+    )  # fmt: skip
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
     models = commands.add_parser("models", help="download or list the full backends' weights")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -148,6 +166,45 @@ def command_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_demo(args: argparse.Namespace) -> int:
+    from tryon import demo, imaging
+    from tryon.pipeline import TryOnPipeline
+
+    directory: Path = args.output_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".tryon-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:  # before minutes of work, not after
+        message = f"output: cannot write to {directory}: {error.strerror}"
+        raise StageInputError(message, field="output") from error
+    person, garment = demo.example_person(), demo.example_garment()
+    pipeline = TryOnPipeline.from_settings(load_stage_settings(backend=args.backend))
+    try:
+        pipeline.setup()
+        result = pipeline.run(
+            person,
+            garment,
+            options=GenerationOptions(seed=args.seed),
+            progress=None if args.quiet else StageProgress(sys.stderr),
+        )
+    finally:
+        pipeline.close()
+    images = {
+        "person.png": result.person,
+        "garment.png": garment,
+        "result.png": result.image,
+        "side_by_side.png": demo.side_by_side(result.person, garment, result.image),
+    }
+    for name, image in images.items():
+        (directory / name).write_bytes(imaging.encode_png(image, compression=6))
+    print(f"person:       {demo.PERSON_CREDIT}")
+    print(f"result:       {directory / 'result.png'}")
+    print(f"side by side: {directory / 'side_by_side.png'} (person | garment | result)")
+    return EXIT_OK
+
+
 def command_models(args: argparse.Namespace) -> int:
     from tryon import models
 
@@ -173,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return command_run(args)
+        if args.command == "demo":
+            return command_demo(args)
         return command_models(args)
     except StageInputError as error:
         print(f"tryon: error: {error}", file=sys.stderr)

@@ -22,6 +22,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tryon import protocol
+from tryon.stages import STAGE_TABLE, STAGES
+from tryon.stages import stage as stage_of
 from tryon.types import (
     BackendInfo,
     BlendInput,
@@ -57,24 +59,45 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
+def _address(stage: str) -> str:
+    return STAGE_TABLE[stage].default_address
+
+
+def _timeout(stage: str) -> float:
+    return STAGE_TABLE[stage].timeout_s
+
+
 class ClientSettings(BaseSettings):
-    """Where the stage services are and how long calls may take (``TRYON_*`` environment)."""
+    """Where the stage services are and how long calls may take (``TRYON_*`` environment).
+
+    Defaults come from the stage registry (tryon/stages.py): ``localhost:<default port>`` and each stage's
+    own deadline (GPU model stages get longer ones than the CPU stages).
+    """
 
     model_config = SettingsConfigDict(env_prefix="TRYON_", extra="ignore")
 
-    segmentation_addr: str = "localhost:50051"
-    pose_addr: str = "localhost:50052"
-    warp_addr: str = "localhost:50053"
-    inpaint_addr: str = "localhost:50054"
-    blend_addr: str = "localhost:50055"
-    #: Per-call deadlines. Inpaint is SDXL on a GPU: seconds, or minutes on a small card.
-    cpu_stage_timeout_s: float = Field(default=30.0, gt=0)
-    inpaint_timeout_s: float = Field(default=300.0, gt=0)
+    segmentation_addr: str = _address("segmentation")
+    pose_addr: str = _address("pose")
+    warp_addr: str = _address("warp")
+    inpaint_addr: str = _address("inpaint")
+    blend_addr: str = _address("blend")
+    #: Per-call deadlines, seconds.
+    segmentation_timeout_s: float = Field(default=_timeout("segmentation"), gt=0)
+    pose_timeout_s: float = Field(default=_timeout("pose"), gt=0)
+    warp_timeout_s: float = Field(default=_timeout("warp"), gt=0)
+    inpaint_timeout_s: float = Field(default=_timeout("inpaint"), gt=0)
+    blend_timeout_s: float = Field(default=_timeout("blend"), gt=0)
     max_message_mb: int = Field(default=64, ge=1, le=2047)
     retry_attempts: int = Field(default=4, ge=1, le=5)  # gRPC caps maxAttempts at 5
     ready_timeout_s: float = Field(default=120.0, gt=0)
     #: "raw" sends uncompressed pixels (fast, larger: for our own network); "png" for constrained links.
     wire_format: protocol.WireFormat = "raw"
+
+    def address(self, stage: str) -> str:
+        return str(getattr(self, f"{stage_of(stage).name}_addr"))
+
+    def timeout_s(self, stage: str) -> float:
+        return float(getattr(self, f"{stage_of(stage).name}_timeout_s"))
 
 
 class RemoteStageError(RuntimeError):
@@ -155,7 +178,7 @@ class StageClient(Generic[In, Out]):
     ) -> None:
         self.settings = settings or ClientSettings()
         self.address = address
-        self.timeout_s = timeout_s or self.settings.cpu_stage_timeout_s
+        self.timeout_s = timeout_s or self.settings.timeout_s(self.stage)
         self.channel = open_channel(address, self.service, self.settings)
         self.stub = self.stub_class(self.channel)
 
@@ -218,7 +241,7 @@ class StageClient(Generic[In, Out]):
 class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
     stage, service, stub_class = (
         "segmentation",
-        "tryon.v1.Segmentation",
+        STAGE_TABLE["segmentation"].service,
         segmentation_pb2_grpc.SegmentationStub,
     )
 
@@ -241,7 +264,7 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
 
 
 class PoseClient(StageClient[PoseInput, PoseOutput]):
-    stage, service, stub_class = "pose", "tryon.v1.Pose", pose_pb2_grpc.PoseStub
+    stage, service, stub_class = "pose", STAGE_TABLE["pose"].service, pose_pb2_grpc.PoseStub
 
     def run(self, inputs: PoseInput, /, *, timeout_s: float | None = None) -> PoseOutput:
         reply = self._call(
@@ -256,7 +279,7 @@ class PoseClient(StageClient[PoseInput, PoseOutput]):
 
 
 class WarpClient(StageClient[WarpInput, WarpOutput]):
-    stage, service, stub_class = "warp", "tryon.v1.Warp", warp_pb2_grpc.WarpStub
+    stage, service, stub_class = "warp", STAGE_TABLE["warp"].service, warp_pb2_grpc.WarpStub
 
     def run(self, inputs: WarpInput, /, *, timeout_s: float | None = None) -> WarpOutput:
         height, width = inputs.target_size
@@ -279,13 +302,7 @@ class WarpClient(StageClient[WarpInput, WarpOutput]):
 
 
 class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
-    stage, service, stub_class = "inpaint", "tryon.v1.Inpaint", inpaint_pb2_grpc.InpaintStub
-
-    def __init__(
-        self, address: str, settings: ClientSettings | None = None, timeout_s: float | None = None
-    ) -> None:
-        settings = settings or ClientSettings()
-        super().__init__(address, settings, timeout_s or settings.inpaint_timeout_s)
+    stage, service, stub_class = "inpaint", STAGE_TABLE["inpaint"].service, inpaint_pb2_grpc.InpaintStub
 
     def run(self, inputs: InpaintInput, /, *, timeout_s: float | None = None) -> InpaintOutput:
         request = inpaint_pb2.InpaintRequest(
@@ -301,7 +318,7 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
 
 
 class BlendClient(StageClient[BlendInput, BlendOutput]):
-    stage, service, stub_class = "blend", "tryon.v1.Blend", blend_pb2_grpc.BlendStub
+    stage, service, stub_class = "blend", STAGE_TABLE["blend"].service, blend_pb2_grpc.BlendStub
 
     def run(self, inputs: BlendInput, /, *, timeout_s: float | None = None) -> BlendOutput:
         request = blend_pb2.BlendRequest(
@@ -317,14 +334,11 @@ class BlendClient(StageClient[BlendInput, BlendOutput]):
 def remote_backends(settings: ClientSettings | None = None) -> dict[str, StageClient[Any, Any]]:
     """One client per stage, addressed from settings: a drop-in ``backends`` mapping for TryOnPipeline."""
     settings = settings or ClientSettings()
-    return {
-        "segmentation": SegmentationClient(settings.segmentation_addr, settings),
-        "pose": PoseClient(settings.pose_addr, settings),
-        "warp": WarpClient(settings.warp_addr, settings),
-        "inpaint": InpaintClient(settings.inpaint_addr, settings),
-        "blend": BlendClient(settings.blend_addr, settings),
-    }
+    return {stage: CLIENTS[stage](settings.address(stage), settings) for stage in STAGES}
 
 
-#: Every client is a StageBackend over gRPC; the name the pipeline and orchestrator docs use for that role.
-RemoteStage = StageClient
+#: The client class of each stage.
+CLIENTS: dict[str, type[StageClient[Any, Any]]] = {
+    client.stage: client
+    for client in (SegmentationClient, PoseClient, WarpClient, InpaintClient, BlendClient)
+}

@@ -19,8 +19,6 @@ from tryon.types import StageInputError
 
 #: Larger than any photo a phone takes (50 MP) and far below what would exhaust memory.
 MAX_PIXELS = 64_000_000
-#: Images smaller than this on their short side carry too little detail to try anything on.
-MIN_SIDE = 64
 WORKING_LONG_SIDE = 1024
 
 ColourMode = Literal["RGB", "RGBA", "L"]

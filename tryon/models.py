@@ -19,16 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tryon.settings import ModelSettings
+from tryon.stages import MODEL_STAGES, STAGE_TABLE
 from tryon.types import ModelUnavailableError
 
-#: Stages that have a full (model) backend, in pipeline order.
-MODEL_STAGES = ("segmentation", "pose", "inpaint")
-#: The packages each full backend imports (the ``full`` extra).
-STAGE_PACKAGES = {
-    "segmentation": ("torch", "transformers"),
-    "pose": ("torch", "controlnet_aux"),
-    "inpaint": ("torch", "diffusers", "transformers"),
-}
 PULL_HINT = "tryon models pull --stage {stage}"
 
 
@@ -188,11 +181,6 @@ def stage_status(stage: str, models: ModelSettings) -> list[ModelStatus]:
     return list_status(models, [stage])
 
 
-def stage_available(stage: str, models: ModelSettings) -> bool:
-    """True when every checkpoint of ``stage`` is complete on local disk (no network involved)."""
-    return all(row.present for row in stage_status(stage, models))
-
-
 def unavailable_message(row: ModelStatus, models: ModelSettings) -> str:
     spec = SPECS_BY_NAME[row.name]
     # List the files only for a partial checkpoint; for an absent one the detail says it all.
@@ -296,7 +284,7 @@ def pull(stages: Sequence[str], models: ModelSettings, *, progress: bool = True)
 
 def full_packages_missing(stage: str) -> list[str]:
     """The ``full`` extra's packages ``stage`` needs that are not installed (checked without importing)."""
-    return [name for name in STAGE_PACKAGES[stage] if importlib.util.find_spec(name) is None]
+    return [name for name in STAGE_TABLE[stage].full_packages if importlib.util.find_spec(name) is None]
 
 
 def cuda_available() -> bool:

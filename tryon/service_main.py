@@ -9,42 +9,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
-from dataclasses import dataclass
 
 from tryon.backends import create_backend
 from tryon.runtime import StageServer, configure_logging, serve
 from tryon.settings import load_stage_settings
-from tryon.types import STAGES, BackendKind, ModelUnavailableError
+from tryon.stages import EXIT_NO_MODEL
+from tryon.stages import stage as stage_of
+from tryon.types import BackendKind, ModelUnavailableError
 
 log = logging.getLogger("tryon.service")
 
 
-@dataclass(frozen=True)
-class StageDefaults:
-    port: int
-    metrics_port: int
-    #: GPU stages run one model call at a time per device: concurrent CUDA calls only contend for memory.
-    gpu: bool
-
-    def max_concurrency(self) -> int:
-        return 1 if self.gpu else max(1, len(os.sched_getaffinity(0)))
-
-
-STAGE_DEFAULTS = {
-    "segmentation": StageDefaults(port=50051, metrics_port=9101, gpu=True),
-    "pose": StageDefaults(port=50052, metrics_port=9102, gpu=True),
-    "warp": StageDefaults(port=50053, metrics_port=9103, gpu=False),
-    "inpaint": StageDefaults(port=50054, metrics_port=9104, gpu=True),
-    "blend": StageDefaults(port=50055, metrics_port=9105, gpu=False),
-}
-
-
 def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
-    defaults = STAGE_DEFAULTS[stage]
+    defaults = stage_of(stage)
     parser = argparse.ArgumentParser(
         prog=f"python -m services.{stage}", description=f"Serve the {stage} stage."
     )
@@ -77,10 +55,6 @@ def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
         max_concurrency=settings.max_concurrency or defaults.max_concurrency(),
         metrics_port=defaults.metrics_port if settings.metrics_port is None else settings.metrics_port,
     )
-
-
-#: Exit status when the requested backend cannot be served (as ``tryon run``): restarting will not help.
-EXIT_NO_MODEL = 3
 
 
 def main(stage: str, argv: list[str] | None = None) -> None:

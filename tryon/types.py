@@ -19,11 +19,12 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from tryon.stages import STAGES as STAGES  # re-exported; the registry is tryon/stages.py
+
 RGBImage = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.uint8]
 Keypoints = npt.NDArray[np.float32]
 
-STAGES = ("segmentation", "pose", "warp", "inpaint", "blend")
 
 #: OpenPose COCO-18 keypoint order (the order controlnet_aux's body estimator uses).
 COCO18_NAMES: tuple[str, ...] = (
@@ -129,7 +130,9 @@ class ModelInfo:
 @dataclass(frozen=True)
 class BackendInfo:
     stage: str
-    backend: str  # "lite" or "full" (never "auto": auto has been resolved)
+    #: "lite" or "full" (never "auto": auto has been resolved); "single" for warp and blend, whose one
+    #: implementation every deployment runs.
+    backend: str
     device: str  # "cpu", "cuda:0", ...
     models: tuple[ModelInfo, ...] = ()
 

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from tryon.stages import SINGLE_IMPLEMENTATION
 from tryon.types import BackendInfo, BlendInput, BlendOutput, RGBImage, StageInputError
 
 FloatImage = npt.NDArray[np.float32]
@@ -105,7 +106,7 @@ class Blender:
         return BlendOutput(image=image)
 
     def info(self) -> BackendInfo:
-        return BackendInfo(stage="blend", backend="lite", device="cpu", models=())
+        return BackendInfo(stage="blend", backend=SINGLE_IMPLEMENTATION, device="cpu", models=())
 
 
 # ---------------------------------------------------------------------------------------------- steps

@@ -7,6 +7,7 @@ import grpc
 from tryon import protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
+from tryon.stages import STAGE_TABLE
 from tryon.types import BlendInput, BlendOutput, StageBackend, StageInputError
 from tryon.v1 import blend_pb2, blend_pb2_grpc
 
@@ -33,7 +34,7 @@ class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.Blend
 
 def binding(backend: StageBackend[BlendInput, BlendOutput]) -> ServiceBinding:
     return ServiceBinding(
-        full_name="tryon.v1.Blend",
+        full_name=STAGE_TABLE["blend"].service,
         servicer=BlendServicer(backend),
         add_to_server=blend_pb2_grpc.add_BlendServicer_to_server,
     )

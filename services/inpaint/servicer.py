@@ -7,6 +7,7 @@ import grpc
 from tryon import protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
+from tryon.stages import STAGE_TABLE
 from tryon.types import InpaintInput, InpaintOutput, StageBackend, StageInputError
 from tryon.v1 import inpaint_pb2, inpaint_pb2_grpc
 
@@ -41,7 +42,7 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
 
 def binding(backend: StageBackend[InpaintInput, InpaintOutput]) -> ServiceBinding:
     return ServiceBinding(
-        full_name="tryon.v1.Inpaint",
+        full_name=STAGE_TABLE["inpaint"].service,
         servicer=InpaintServicer(backend),
         add_to_server=inpaint_pb2_grpc.add_InpaintServicer_to_server,
     )

@@ -7,6 +7,7 @@ import grpc
 from tryon import protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
+from tryon.stages import STAGE_TABLE
 from tryon.types import PoseInput, PoseOutput, StageBackend
 from tryon.v1 import pose_pb2, pose_pb2_grpc
 
@@ -26,7 +27,7 @@ class PoseServicer(StageServicer[PoseInput, PoseOutput], pose_pb2_grpc.PoseServi
 
 def binding(backend: StageBackend[PoseInput, PoseOutput]) -> ServiceBinding:
     return ServiceBinding(
-        full_name="tryon.v1.Pose",
+        full_name=STAGE_TABLE["pose"].service,
         servicer=PoseServicer(backend),
         add_to_server=pose_pb2_grpc.add_PoseServicer_to_server,
     )

@@ -7,6 +7,7 @@ import grpc
 from tryon import protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
+from tryon.stages import STAGE_TABLE
 from tryon.types import SegmentationInput, SegmentationOutput, StageBackend
 from tryon.v1 import segmentation_pb2, segmentation_pb2_grpc
 
@@ -32,7 +33,7 @@ class SegmentationServicer(
 
 def binding(backend: StageBackend[SegmentationInput, SegmentationOutput]) -> ServiceBinding:
     return ServiceBinding(
-        full_name="tryon.v1.Segmentation",
+        full_name=STAGE_TABLE["segmentation"].service,
         servicer=SegmentationServicer(backend),
         add_to_server=segmentation_pb2_grpc.add_SegmentationServicer_to_server,
     )

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.warp.tps import ThinPlateSpline
+from tryon.stages import SINGLE_IMPLEMENTATION
 from tryon.types import (
     KP,
     BackendInfo,
@@ -74,7 +75,7 @@ class GarmentWarper:
         self.run(WarpInput(garment=garment, keypoints=keypoints, target_size=(256, 192)))
 
     def info(self) -> BackendInfo:
-        return BackendInfo(stage="warp", backend="lite", device="cpu")
+        return BackendInfo(stage="warp", backend=SINGLE_IMPLEMENTATION, device="cpu")
 
     def run(self, inputs: WarpInput, /) -> WarpOutput:
         height, width = inputs.target_size

@@ -7,6 +7,7 @@ import grpc
 from tryon import protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
+from tryon.stages import STAGE_TABLE
 from tryon.types import StageBackend, StageInputError, WarpInput, WarpOutput
 from tryon.v1 import warp_pb2, warp_pb2_grpc
 
@@ -51,7 +52,7 @@ class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServi
 
 def binding(backend: StageBackend[WarpInput, WarpOutput]) -> ServiceBinding:
     return ServiceBinding(
-        full_name="tryon.v1.Warp",
+        full_name=STAGE_TABLE["warp"].service,
         servicer=WarpServicer(backend),
         add_to_server=warp_pb2_grpc.add_WarpServicer_to_server,
     )

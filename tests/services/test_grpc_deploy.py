@@ -2,7 +2,7 @@
 
 What can be run here is run for real: each Dockerfile's requirements step against pyproject.toml, and its
 HEALTHCHECK one-liner (and Compose's) against a live service. The rest is read structurally and compared with
-the stage defaults of tryon/service_main.py, so a port or entrypoint changed in one place fails here.
+the stage registry (tryon/stages.py), so a port or entrypoint changed in one place fails here.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import pytest
 import yaml
 
 from tryon.local_services import RunningService, free_port, start_service
-from tryon.service_main import STAGE_DEFAULTS
+from tryon.stages import STAGE_TABLE
 from tryon.types import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
-GPU_STAGES = tuple(stage for stage in STAGES if STAGE_DEFAULTS[stage].gpu)
-CPU_STAGES = tuple(stage for stage in STAGES if not STAGE_DEFAULTS[stage].gpu)
+GPU_STAGES = tuple(stage for stage in STAGES if STAGE_TABLE[stage].gpu)
+CPU_STAGES = tuple(stage for stage in STAGES if not STAGE_TABLE[stage].gpu)
 
 
 def dockerfile(stage: str) -> str:
@@ -72,7 +72,7 @@ def healthcheck_command(text: str) -> list[str]:
 @pytest.mark.parametrize("stage", STAGES)
 def test_image_serves_its_stage_on_the_default_ports_as_non_root(stage: str) -> None:
     text = dockerfile(stage)
-    defaults = STAGE_DEFAULTS[stage]
+    defaults = STAGE_TABLE[stage]
     assert json.loads(only(text, "ENTRYPOINT")[0]) == ["python", "-m", f"services.{stage}"]
     assert only(text, "EXPOSE") == [f"{defaults.port} {defaults.metrics_port}"]
     (user,) = only(text, "USER")
@@ -113,7 +113,7 @@ def test_gpu_images_share_one_recipe_and_cpu_images_another() -> None:
     only in the stage's name, ports and descriptive comments."""
 
     def normalised(stage: str) -> str:
-        defaults = STAGE_DEFAULTS[stage]
+        defaults = STAGE_TABLE[stage]
         text = "\n".join(line for line in dockerfile(stage).splitlines() if not line.startswith("#"))
         text = text.replace(str(defaults.port), "PORT").replace(str(defaults.metrics_port), "METRICS")
         text = re.sub(r"--start-period=\d+s", "--start-period=N", text)
@@ -269,7 +269,7 @@ def test_compose_runs_the_five_stages_and_redis(compose: dict) -> None:
     assert set(compose["services"]) == {*STAGES, "redis"}
     for stage in STAGES:
         service = compose["services"][stage]
-        defaults = STAGE_DEFAULTS[stage]
+        defaults = STAGE_TABLE[stage]
         assert service["build"] == {"context": ".", "dockerfile": f"services/{stage}/Dockerfile"}
         assert (REPO / service["build"]["dockerfile"]).is_file()
         environment = service["environment"]
@@ -339,4 +339,4 @@ def test_health_check_commands_pass_on_a_serving_stage_and_fail_without_one(
 @pytest.mark.parametrize("stage", STAGES)
 def test_dockerfile_health_check_defaults_to_the_stage_port(stage: str) -> None:
     command = healthcheck_command(dockerfile(stage))
-    assert f"os.environ.get('TRYON_PORT', '{STAGE_DEFAULTS[stage].port}')" in command[-1]
+    assert f"os.environ.get('TRYON_PORT', '{STAGE_TABLE[stage].port}')" in command[-1]

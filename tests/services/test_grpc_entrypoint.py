@@ -15,8 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tryon import service_main
-from tryon.service_main import EXIT_NO_MODEL, STAGE_DEFAULTS, build_server
+from tryon.service_main import build_server
 from tryon.settings import StageSettings
+from tryon.stages import EXIT_NO_MODEL, STAGE_TABLE
 from tryon.types import STAGES, BackendKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_defaults(stage: str, captured: dict[str, Any]) -> None:
     assert build_server(stage, []) == "server"
-    defaults = STAGE_DEFAULTS[stage]
+    defaults = STAGE_TABLE[stage]
     assert captured["port"] == defaults.port
     assert captured["metrics_port"] == defaults.metrics_port
     # GPU stages run one model call at a time; CPU stages one per core this process may use.
@@ -62,9 +63,9 @@ def test_stage_defaults(stage: str, captured: dict[str, Any]) -> None:
 
 
 def test_ports_follow_the_stage_order() -> None:
-    assert [STAGE_DEFAULTS[stage].port for stage in STAGES] == [50051, 50052, 50053, 50054, 50055]
-    assert [STAGE_DEFAULTS[stage].metrics_port for stage in STAGES] == [9101, 9102, 9103, 9104, 9105]
-    assert [stage for stage in STAGES if STAGE_DEFAULTS[stage].gpu] == ["segmentation", "pose", "inpaint"]
+    assert [STAGE_TABLE[stage].port for stage in STAGES] == [50051, 50052, 50053, 50054, 50055]
+    assert [STAGE_TABLE[stage].metrics_port for stage in STAGES] == [9101, 9102, 9103, 9104, 9105]
+    assert [stage for stage in STAGES if STAGE_TABLE[stage].gpu] == ["segmentation", "pose", "inpaint"]
 
 
 def test_environment_overrides_defaults_and_flags_override_the_environment(

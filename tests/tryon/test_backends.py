@@ -14,9 +14,9 @@ from tests.tiny_models import tiny_model_settings
 from tryon import models
 from tryon.backends import choose_backend, create_backend
 from tryon.settings import ModelSettings, StageSettings
+from tryon.stages import MODEL_STAGES
 from tryon.types import BackendKind, ModelUnavailableError
 
-MODEL_STAGES = ("segmentation", "pose", "inpaint")
 FULL_CLASSES = {"segmentation": "FullSegmentation", "pose": "FullPose", "inpaint": "FullInpaint"}
 LITE_CLASSES = {
     "segmentation": "LiteSegmentation",

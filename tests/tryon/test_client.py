@@ -25,8 +25,8 @@ from tryon.client import (
     BlendClient,
     ClientSettings,
     InpaintClient,
-    RemoteStage,
     RemoteStageError,
+    StageClient,
     remote_backends,
 )
 from tryon.runtime import server as server_module
@@ -162,7 +162,9 @@ def test_settings_come_from_the_tryon_environment(monkeypatch: pytest.MonkeyPatc
         assert clients["segmentation"].address == "segmentation.internal:7001"
         assert clients["blend"].address == "blend.internal:7005"
         assert clients["inpaint"].timeout_s == 42
-        assert clients["warp"].timeout_s == settings.cpu_stage_timeout_s
+        assert clients["warp"].timeout_s == settings.warp_timeout_s == 30
+        # GPU model stages get their own, longer deadlines (not the CPU stages')
+        assert clients["segmentation"].timeout_s == clients["pose"].timeout_s == 60
     finally:
         for stage_client in clients.values():
             stage_client.close()
@@ -177,7 +179,7 @@ def test_bad_settings_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch) 
 def test_a_client_is_a_stage_backend(fake: FakeServer) -> None:
     with _client(fake) as stage_client:
         backend: StageBackend[BlendInput, object] = stage_client  # the Protocol the pipeline takes
-        assert isinstance(backend, RemoteStage)
+        assert isinstance(backend, StageClient)
         assert all(callable(getattr(backend, name)) for name in ("setup", "run", "info"))
 
 
@@ -271,7 +273,7 @@ def test_invalid_argument_keeps_the_field_it_names(
 
 
 def test_every_call_carries_the_stage_deadline(fake: FakeServer) -> None:
-    settings = ClientSettings(cpu_stage_timeout_s=7, inpaint_timeout_s=90)
+    settings = ClientSettings(blend_timeout_s=7, inpaint_timeout_s=90)
     blend = BlendClient(fake.address, settings)
     inpaint = InpaintClient(fake.address, settings)
     inputs = _blend_input()

@@ -46,7 +46,7 @@ def test_tiny_local_directories_are_present_with_path_and_size(tiny_models_dir: 
         assert row.path == tiny_models_dir[row.name]
         assert row.size_bytes > 0 and row.detail.startswith("local directory")
     for stage in models.MODEL_STAGES:
-        assert models.stage_available(stage, tiny_model_settings(tiny_models_dir))
+        assert all(row.present for row in models.stage_status(stage, tiny_model_settings(tiny_models_dir)))
 
 
 def test_defaults_are_missing_from_an_empty_cache(tmp_path: Path) -> None:

@@ -270,4 +270,4 @@ def test_an_empty_clothing_mask_is_an_input_error(blender, person, lite_generate
 
 def test_info_describes_a_cpu_backend(blender: Blender) -> None:
     info = blender.info()
-    assert (info.stage, info.backend, info.device, info.models) == ("blend", "lite", "cpu", ())
+    assert (info.stage, info.backend, info.device, info.models) == ("blend", "single", "cpu", ())
