@@ -1,12 +1,15 @@
 # Two commands a new user needs: `make setup`, then `make test`.
 PYTHON ?= python3.11
 VENV ?= .venv
+# checkov, in a venv of its own: its dependency pins clash with the project's (tests/deploy run it from here).
+TOOLS_VENV ?= .venv-tools
+CHECKOV_VERSION := 3.3.30
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -c constraints.txt
 
-.PHONY: setup system-deps venv protos lint format test test-slow test-all bench clean
+.PHONY: setup system-deps venv tools protos lint format test test-slow test-all bench clean
 
-setup: system-deps venv  ## venv + all dependencies (every backend) + stubs check
+setup: system-deps venv tools  ## venv + all dependencies (every backend) + stubs check
 	@echo "setup done: run 'make test'"
 
 system-deps:  ## redis-server for the tests that start their own Redis (apt, when missing and possible)
@@ -20,6 +23,11 @@ venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==26.3
 	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[dev]'
+
+tools:  ## checkov for tests/deploy, in its own venv (.venv-tools)
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q --upgrade pip==26.3
+	$(TOOLS_VENV)/bin/python -m pip install -q -c constraints-tools.txt checkov==$(CHECKOV_VERSION)
 
 protos:  ## regenerate tryon/v1 from protos/
 	$(BIN)/python scripts/gen_protos.py
@@ -44,4 +52,4 @@ bench:
 	$(BIN)/python bench/bench_lite.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache *.egg-info
