@@ -50,7 +50,10 @@ def dev_tool(name: str) -> str:
 def tools_venv_tool(name: str) -> str:
     """A tool of the tools venv (`make setup` makes .venv-tools beside .venv): in this checkout, or beside
     the venv running the tests (worktrees share one venv), else on PATH."""
-    candidates = [REPO / ".venv-tools" / "bin" / name, Path(sys.prefix).resolve().parent / ".venv-tools" / "bin" / name]
+    candidates = [
+        REPO / ".venv-tools" / "bin" / name,
+        Path(sys.prefix).resolve().parent / ".venv-tools" / "bin" / name,
+    ]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)

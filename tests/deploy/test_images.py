@@ -83,7 +83,9 @@ def test_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -
         assert only(dockerfile, "COPY") == ["--from=build /opt/venv /opt/venv"]
     (user,) = only(dockerfile, "USER")
     uid, gid = user.split(":")
-    assert uid.isdigit() and int(uid) > 10000 and gid.isdigit(), "numeric non-root (runAsNonRoot, UID > 10000)"
+    assert uid.isdigit() and int(uid) > 10000 and gid.isdigit(), (
+        "numeric non-root (runAsNonRoot, UID > 10000)"
+    )
     # Nothing is built or installed in the final image: apt for two runtime libraries only, and no pip / uv.
     (run,) = only(dockerfile, "RUN")
     assert "uv " not in run and "pip install" not in run
@@ -201,6 +203,8 @@ def _distribution_closure(requirements: list[str]) -> set[str]:
         seen.add(name)
         pending.extend(Requirement(line) for line in metadata.requires(requirement.name) or ())
     return seen
+
+
 #: Run in a fresh interpreter: build the stage's server as `python -m services.<stage>` does, set the backend
 #: up, run one call, and print the distributions every imported module comes from.
 _IMPORT_PROBE = """
