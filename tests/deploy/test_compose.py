@@ -79,7 +79,11 @@ def test_each_profile_is_a_complete_valid_system(
     }
     assert set(STAGES) <= names
     for stage in STAGES:
-        holders = [n for n, s in services.items() if stage in [n, *s.get("networks", {}).get("default", {}).get("aliases", [])]]
+        holders = [
+            n
+            for n, s in services.items()
+            if stage in [n, *s.get("networks", {}).get("default", {}).get("aliases", [])]
+        ]
         assert len(holders) == 1, (stage, holders)
     # Dependencies: present in this profile unless marked optional, and gated on health or completion.
     for name, service in services.items():
@@ -108,7 +112,11 @@ def test_stage_services_run_their_backend_with_the_right_volumes(compose: dict) 
     services = compose["services"]
     for stage in STAGES:
         entry = STAGE_TABLE[stage]
-        variants = {stage: services[stage]} if not entry.gpu else {stage: services[stage], f"{stage}-lite": services[f"{stage}-lite"]}
+        variants = (
+            {stage: services[stage]}
+            if not entry.gpu
+            else {stage: services[stage], f"{stage}-lite": services[f"{stage}-lite"]}
+        )
         for name, service in variants.items():
             environment = service["environment"]
             assert service["build"] == {"context": ".", "dockerfile": f"services/{stage}/Dockerfile"}
@@ -118,7 +126,9 @@ def test_stage_services_run_their_backend_with_the_right_volumes(compose: dict) 
                 f"127.0.0.1:{entry.metrics_port}:{entry.metrics_port}",
             ], "stage ports only on the host's loopback"
             # Compose waits longer than the service's own drain before it kills.
-            assert int(service["stop_grace_period"].rstrip("s")) > float(environment["TRYON_SHUTDOWN_GRACE_S"])
+            assert int(service["stop_grace_period"].rstrip("s")) > float(
+                environment["TRYON_SHUTDOWN_GRACE_S"]
+            )
             full = entry.gpu and name == stage
             assert environment["TRYON_BACKEND"] == ("full" if full else "lite")
             if full:
@@ -132,7 +142,9 @@ def test_stage_services_run_their_backend_with_the_right_volumes(compose: dict) 
                 assert service["profiles"] == ["cpu"]
     models = services["models"]
     assert models["entrypoint"] == ["tryon", "models", "pull"]
-    assert models["environment"]["TRYON_MODELS__OFFLINE"] == "false" and models["volumes"] == ["models:/models"]
+    assert models["environment"]["TRYON_MODELS__OFFLINE"] == "false" and models["volumes"] == [
+        "models:/models"
+    ]
 
 
 def test_state_survives_restarts(compose: dict) -> None:

@@ -90,7 +90,9 @@ def test_compose_ports_and_addresses_match_the_stage_registry(compose: dict) -> 
 
 
 @pytest.mark.parametrize("overlay", ["gpu", "cpu-lite"])
-def test_manifests_set_only_settings_their_processes_read(overlay: str, rendered: dict[str, list[dict]]) -> None:
+def test_manifests_set_only_settings_their_processes_read(
+    overlay: str, rendered: dict[str, list[dict]]
+) -> None:
     documents = rendered[overlay]
     (config,) = [document for document in documents if document["kind"] == "ConfigMap"]
     shared = set(config["data"])
@@ -106,7 +108,10 @@ def test_manifests_set_only_settings_their_processes_read(overlay: str, rendered
             explicit = {variable["name"] for variable in container.get("env", [])}
             unknown = explicit - PROCESS_SETTINGS[process] - NON_SETTINGS
             assert not unknown, f"{workload['metadata']['name']}: {sorted(unknown)}"
-            if any(source["configMapRef"]["name"] == config["metadata"]["name"] for source in container.get("envFrom", [])):
+            if any(
+                source["configMapRef"]["name"] == config["metadata"]["name"]
+                for source in container.get("envFrom", [])
+            ):
                 readers.add(process)
     # Every shared setting is read by some process that mounts the ConfigMap.
     known = set().union(*(PROCESS_SETTINGS[process] for process in readers)) | NON_SETTINGS

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import IMAGES, REPO, Image, dev_tool
+from tests.deploy.conftest import IMAGES, PYTHON_IMAGES, REPO, Image, dev_tool
 from tests.deploy.dockerfiles import build_stages, global_args, healthcheck_command, only
 from tryon.local_services import RunningService, free_port, start_service
 from tryon.stages import STAGE_TABLE, STAGES
@@ -62,8 +62,8 @@ def test_hadolint_is_clean(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", IMAGES)
-def test_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -> None:
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
+def test_python_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -> None:
     image = IMAGES[name]
     dockerfile = text(image)
     bases = global_args(dockerfile)
@@ -125,9 +125,30 @@ def test_stage_image_serves_its_stage_on_the_default_ports(stage: str) -> None:
         assert "HF_HOME=/models" in only(dockerfile, "ENV")[0]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_stage_image_installs_only_its_extras_with_the_constraints(stage: str, tmp_path: Path) -> None:
-    dockerfile = text(stage_image(stage))
+#: (distributions an image must install, distributions it must not) by image.
+EXPECTED_DISTRIBUTIONS = {
+    **{
+        f"tryon-{stage}": (
+            {"mediapipe", "torch", "diffusers", "controlnet_aux"},
+            {"celery", "fastapi", "boto3"},
+        )
+        for stage in GPU_STAGES
+    },
+    **{
+        f"tryon-{stage}": (set(), {"mediapipe", "torch", "jax", "diffusers", "celery", "fastapi"})
+        for stage in CPU_STAGES
+    },
+    "tryon-worker": ({"celery", "redis", "boto3"}, {"mediapipe", "torch", "jax", "diffusers", "fastapi"}),
+    "tryon-gateway": (
+        {"fastapi", "uvicorn", "redis", "boto3", "celery"},
+        {"mediapipe", "torch", "jax", "diffusers"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
+def test_image_installs_only_its_extras_with_the_constraints(name: str, tmp_path: Path) -> None:
+    dockerfile = text(IMAGES[name])
     build_runs = only(dockerfile, "RUN", stage_index=0)
     (requirements_step,) = [run for run in build_runs if "requirements.txt" in run]
     assert "uv pip install -r requirements.txt -c constraints.txt" in requirements_step
@@ -139,12 +160,48 @@ def test_stage_image_installs_only_its_extras_with_the_constraints(stage: str, t
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout.split()
     names = {re.split(r"[=<>\[]", requirement, maxsplit=1)[0].lower() for requirement in listed}
-    assert {"grpcio", "numpy", "opencv-contrib-python", "pydantic-settings"} <= names
-    if stage in GPU_STAGES:
-        assert {"mediapipe", "torch", "diffusers", "controlnet_aux"} <= names
-    else:
-        assert not names & {"mediapipe", "torch", "jax", "diffusers"}, "CPU stages need only the base deps"
-    assert not names & {"celery", "fastapi", "pytest"}
+    assert {"grpcio", "numpy", "opencv-contrib-python", "pydantic-settings"} <= names, "base dependencies"
+    wanted, unwanted = EXPECTED_DISTRIBUTIONS[name]
+    assert wanted <= names, wanted - names
+    assert not names & (unwanted | {"pytest", "ruff"}), names & unwanted
+
+
+def test_python_images_share_one_final_stage_per_base() -> None:
+    """What runs is the same recipe everywhere: the final stages differ only in what the image serves
+    (ports, health check, entrypoint, its own settings' defaults)."""
+
+    def final(image: Image) -> tuple[tuple[str, str], ...]:
+        kept = []
+        for name, args in build_stages(text(image))[-1]:
+            if name in {"EXPOSE", "HEALTHCHECK", "ENTRYPOINT"}:
+                continue
+            # An image may set defaults of its own TRYON_* settings; the rest of ENV is common.
+            kept.append((name, re.sub(r"\s+TRYON_\w+=\S+", "", args) if name == "ENV" else args))
+        return tuple(kept)
+
+    for kind in ("gpu", "cpu"):
+        finals = {final(image) for image in PYTHON_IMAGES.values() if image.kind == kind}
+        assert len(finals) == 1, kind
+
+
+def test_nginx_image_serves_the_page_as_non_root() -> None:
+    dockerfile = text(IMAGES["tryon-nginx"])
+    assert re.match(
+        r"^nginxinc/nginx-unprivileged:1\.\d+\.\d+-alpine$", global_args(dockerfile)["NGINX_IMAGE"]
+    )
+    assert only(dockerfile, "USER")[-1] == "10001:10001"
+    copies = only(dockerfile, "COPY")
+    assert (
+        "deploy/nginx/templates/ /etc/nginx/templates/" in copies
+        and "frontend/ /usr/share/nginx/html/" in copies
+    )
+    # Every variable of the template has a default in the image (envsubst leaves unset ones in the config).
+    template = (REPO / "deploy" / "nginx" / "templates" / "default.conf.template").read_text()
+    variables = set(re.findall(r"\$\{(TRYON_[A-Z_]+)\}", template))
+    (env,) = only(dockerfile, "ENV")
+    assert variables and variables == set(re.findall(r"(TRYON_[A-Z_]+)=", env))
+    assert only(dockerfile, "EXPOSE") == ["8080"] and "TRYON_NGINX_PORT=8080" in env
+    assert only(dockerfile, "HEALTHCHECK")
 
 
 def test_gpu_stage_images_share_one_recipe_and_cpu_stage_images_another() -> None:

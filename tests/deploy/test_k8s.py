@@ -59,13 +59,17 @@ def test_the_kubernetes_validator_rejects_a_misspelt_field(rendered: dict[str, l
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_keda_scaled_object_validates_against_its_schema(overlay: str, rendered: dict[str, list[dict]]) -> None:
+def test_keda_scaled_object_validates_against_its_schema(
+    overlay: str, rendered: dict[str, list[dict]]
+) -> None:
     validator = jsonschema.Draft202012Validator(KEDA_SCHEMA)
     (scaled,) = objects(rendered[overlay], "ScaledObject").values()
     validator.validate(scaled)
     # The schema really checks: a misspelt redis parameter fails.
     broken = json.loads(json.dumps(scaled))
-    broken["spec"]["triggers"][0]["metadata"]["listname"] = broken["spec"]["triggers"][0]["metadata"].pop("listName")
+    broken["spec"]["triggers"][0]["metadata"]["listname"] = broken["spec"]["triggers"][0]["metadata"].pop(
+        "listName"
+    )
     assert not validator.is_valid(broken)
 
 
@@ -79,10 +83,14 @@ def test_checkov_passes(overlay: str, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     report = json.loads(result.stdout)
-    failed = [
-        f"{check['check_id']} {check['resource']}: {check['check_name']}"
-        for check in report["results"]["failed_checks"]
-    ] if isinstance(report, dict) else ["no report"]
+    failed = (
+        [
+            f"{check['check_id']} {check['resource']}: {check['check_name']}"
+            for check in report["results"]["failed_checks"]
+        ]
+        if isinstance(report, dict)
+        else ["no report"]
+    )
     assert result.returncode == 0 and not failed, "\n".join(failed) + result.stderr[-2000:]
     assert report["summary"]["passed"] > 500
 
@@ -108,7 +116,9 @@ def test_every_pod_is_locked_down_and_sized(overlay: str, rendered: dict[str, li
             assert security["readOnlyRootFilesystem"] is True, name
             assert security["capabilities"] == {"drop": ["ALL"]}, name
             resources = container["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
+                resources["limits"]
+            )
             if workload["kind"] != "Job":
                 assert "readinessProbe" in container and "livenessProbe" in container, name
             # Images by name and a fixed tag from components/images.
@@ -116,7 +126,9 @@ def test_every_pod_is_locked_down_and_sized(overlay: str, rendered: dict[str, li
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_stage_services_are_headless_with_native_grpc_probes(overlay: str, rendered: dict[str, list[dict]]) -> None:
+def test_stage_services_are_headless_with_native_grpc_probes(
+    overlay: str, rendered: dict[str, list[dict]]
+) -> None:
     services = objects(rendered[overlay], "Service")
     deployments = objects(rendered[overlay], "Deployment")
     for stage in STAGES:
@@ -138,7 +150,9 @@ def test_stage_services_are_headless_with_native_grpc_probes(overlay: str, rende
 
 
 @pytest.mark.parametrize("overlay", ["gpu", "gpu-shared"])
-def test_gpu_stages_run_on_the_gpu_pool_with_the_model_cache(overlay: str, rendered: dict[str, list[dict]]) -> None:
+def test_gpu_stages_run_on_the_gpu_pool_with_the_model_cache(
+    overlay: str, rendered: dict[str, list[dict]]
+) -> None:
     documents = rendered[overlay]
     deployments = objects(documents, "Deployment")
     resource = "nvidia.com/gpu.shared" if overlay == "gpu-shared" else "nvidia.com/gpu"
@@ -186,21 +200,25 @@ def test_disruption_budgets_and_autoscalers(overlay: str, rendered: dict[str, li
     budgets = objects(documents, "PodDisruptionBudget")
     assert set(budgets) == set(deployments)
     for name, budget in budgets.items():
-        assert budget["spec"]["selector"]["matchLabels"] == deployments[name]["spec"]["selector"]["matchLabels"]
+        assert (
+            budget["spec"]["selector"]["matchLabels"] == deployments[name]["spec"]["selector"]["matchLabels"]
+        )
         if deployments[name]["spec"].get("replicas", 1) < 2:
             # A lone pod (a GPU stage on its card) may be evicted, or a drain would block for ever.
             assert budget["spec"] == {**budget["spec"], "maxUnavailable": 1}, name
     autoscalers = objects(documents, "HorizontalPodAutoscaler")
     cpu_stages = {stage for stage in STAGES if not STAGE_TABLE[stage].gpu}
     assert cpu_stages <= set(autoscalers)
-    for name, autoscaler in autoscalers.items():
+    for autoscaler in autoscalers.values():
         assert autoscaler["spec"]["scaleTargetRef"]["name"] in deployments
     (scaled,) = objects(documents, "ScaledObject").values()
     assert scaled["spec"]["scaleTargetRef"]["name"] == "worker"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_network_policies_admit_only_the_intended_clients(overlay: str, rendered: dict[str, list[dict]]) -> None:
+def test_network_policies_admit_only_the_intended_clients(
+    overlay: str, rendered: dict[str, list[dict]]
+) -> None:
     policies = objects(rendered[overlay], "NetworkPolicy")
     assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
 
@@ -215,7 +233,9 @@ def test_network_policies_admit_only_the_intended_clients(overlay: str, rendered
         return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
 
     stage_rules = policies["stages"]["spec"]["ingress"]
-    assert [rule["from"] for rule in stage_rules if {"port": "grpc", "protocol": "TCP"} in rule["ports"]] == [[worker]]
+    assert [rule["from"] for rule in stage_rules if {"port": "grpc", "protocol": "TCP"} in rule["ports"]] == [
+        [worker]
+    ]
     assert sources("gateway") == [namespace("ingress-nginx"), nginx]
     assert sources("nginx") == [namespace("ingress-nginx")]
     assert sources("redis") == [gateway, worker, namespace("keda")]
@@ -228,7 +248,10 @@ def test_ingress_allows_uploads_and_long_event_streams(overlay: str, rendered: d
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "31m"
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
-    paths = {path["path"]: path["backend"]["service"]["name"] for path in ingress["spec"]["rules"][0]["http"]["paths"]}
+    paths = {
+        path["path"]: path["backend"]["service"]["name"]
+        for path in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
     assert paths == {"/api": "gateway", "/": "nginx"}
 
 
