@@ -12,11 +12,16 @@ PIP_FLAGS ?= -c constraints.txt
 setup: system-deps venv tools  ## venv + all dependencies (every backend) + stubs check
 	@echo "setup done: run 'make test'"
 
-system-deps:  ## redis-server for the tests that start their own Redis (apt, when missing and possible)
-	@command -v redis-server >/dev/null 2>&1 || { \
+system-deps:  ## redis-server, nginx and chromium for the tests that start their own (apt, when missing and possible)
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
-	  else echo "warning: redis-server missing; install it (apt-get install redis-server)" >&2; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "warning: missing$$missing; install with apt-get install$$missing" >&2; fi; \
+	fi
 
 venv:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
