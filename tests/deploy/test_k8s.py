@@ -145,8 +145,13 @@ def test_stage_services_are_headless_with_native_grpc_probes(
             assert allowed_s >= (900 if stage == "inpaint" else 600), (stage, allowed_s)
         else:
             assert allowed_s >= 120, (stage, allowed_s)
-        # SIGTERM drains in-flight calls for TRYON_SHUTDOWN_GRACE_S; Kubernetes must wait longer.
-        assert pod_spec(deployments[stage])["terminationGracePeriodSeconds"] > 30
+        # SIGTERM drains in-flight calls for TRYON_SHUTDOWN_GRACE_S; Kubernetes must wait longer, and the
+        # drain must outlast the client's deadline for the stage (inpaint: minutes).
+        (config,) = [d["data"] for d in rendered[overlay] if d["kind"] == "ConfigMap"]
+        env = {variable["name"]: variable.get("value") for variable in container["env"]}
+        drain = float(env.get("TRYON_SHUTDOWN_GRACE_S", config["TRYON_SHUTDOWN_GRACE_S"]))
+        assert pod_spec(deployments[stage])["terminationGracePeriodSeconds"] > drain, stage
+        assert drain >= entry.timeout_s, stage
 
 
 @pytest.mark.parametrize("overlay", ["gpu", "gpu-shared"])
@@ -236,7 +241,8 @@ def test_network_policies_admit_only_the_intended_clients(
     assert [rule["from"] for rule in stage_rules if {"port": "grpc", "protocol": "TCP"} in rule["ports"]] == [
         [worker]
     ]
-    assert sources("gateway") == [namespace("ingress-nginx"), nginx]
+    assert sources("gateway") == [namespace("ingress-nginx"), nginx, namespace("monitoring")]
+    assert sources("worker") == [namespace("monitoring")]
     assert sources("nginx") == [namespace("ingress-nginx")]
     assert sources("redis") == [gateway, worker, namespace("keda")]
 
