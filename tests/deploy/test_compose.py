@@ -181,3 +181,16 @@ def test_env_example_sets_only_what_the_compose_files_read() -> None:
     }
     assert example - used <= {"COMPOSE_PROFILES", "COMPOSE_FILE"}, example - used
     assert used <= example, f"not in .env.example: {used - example}"
+
+
+def test_our_services_mount_volumes_only_where_the_images_prepared_them(compose: dict) -> None:
+    """Named volumes take the owner of the image's directory: only /models and /data/jobs belong to UID 10001
+    (tests/deploy/test_images.py), so a volume anywhere else would not be writable."""
+    mounted = {
+        volume.split(":")[1]
+        for service in compose["services"].values()
+        if service.get("image", "").startswith("tryon-")
+        and service.get("build", {}).get("dockerfile") != "deploy/nginx/Dockerfile"
+        for volume in service.get("volumes", [])
+    }
+    assert mounted == {"/models", "/data/jobs"}

@@ -113,6 +113,7 @@ def test_cuda_base_matches_the_cuda_of_the_torch_wheels() -> None:
 def test_stage_image_serves_its_stage_on_the_default_ports(stage: str) -> None:
     dockerfile = text(stage_image(stage))
     entry = STAGE_TABLE[stage]
+    assert _build_arg(dockerfile, "EXTRAS") == ("lite,full" if entry.gpu else "")
     assert json.loads(only(dockerfile, "ENTRYPOINT")[0]) == ["python", "-m", f"services.{stage}"]
     assert only(dockerfile, "EXPOSE") == [f"{entry.port} {entry.metrics_port}"]
     # mediapipe / opencv-contrib-python is the non-headless cv2: it needs libGL and glib at import.
@@ -146,6 +147,11 @@ EXPECTED_DISTRIBUTIONS = {
 }
 
 
+def _build_arg(dockerfile: str, name: str) -> str:
+    (value,) = [args.split("=", 1)[1] for args in only(dockerfile, "ARG", 0) if args.startswith(f"{name}=")]
+    return value
+
+
 @pytest.mark.parametrize("name", PYTHON_IMAGES)
 def test_image_installs_only_its_extras_with_the_constraints(name: str, tmp_path: Path) -> None:
     dockerfile = text(IMAGES[name])
@@ -153,17 +159,45 @@ def test_image_installs_only_its_extras_with_the_constraints(name: str, tmp_path
     (requirements_step,) = [run for run in build_runs if "requirements.txt" in run]
     assert "uv pip install -r requirements.txt -c constraints.txt" in requirements_step
     assert build_runs[-1] == "uv pip install --no-deps -c constraints.txt ."
-    # Run the image's own requirements step on the real pyproject.toml.
+    # Run the image's own requirements step on the real pyproject.toml, with its default EXTRAS.
     shutil.copy(REPO / "pyproject.toml", tmp_path)
-    script = shlex.split(requirements_step.split(">", 1)[0].replace("python -c", "", 1))[0]
+    script = shlex.split(requirements_step.split(">", 1)[0].split("python -c", 1)[1])[0]
     listed = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    ).stdout.split()
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True,
+        env={"EXTRAS": _build_arg(dockerfile, "EXTRAS")},
+    ).stdout.split()  # fmt: skip
     names = {re.split(r"[=<>\[]", requirement, maxsplit=1)[0].lower() for requirement in listed}
     assert {"grpcio", "numpy", "opencv-contrib-python", "pydantic-settings"} <= names, "base dependencies"
     wanted, unwanted = EXPECTED_DISTRIBUTIONS[name]
     assert wanted <= names, wanted - names
     assert not names & (unwanted | {"pytest", "ruff"}), names & unwanted
+
+
+def test_python_images_share_one_build_stage_per_base() -> None:
+    """The build stages differ only in the extras and the source folders they copy."""
+
+    def build(image: Image) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (name, args)
+            for name, args in build_stages(text(image))[0]
+            if not (name == "ARG" and args.startswith("EXTRAS="))
+            and not (name == "COPY" and args.split()[0] not in {"pyproject.toml"})
+        )
+
+    for kind in ("gpu", "cpu"):
+        builds = {build(image) for image in PYTHON_IMAGES.values() if image.kind == kind}
+        assert len(builds) == 1, kind
+    for image in PYTHON_IMAGES.values():
+        copied = [args for name, args in build_stages(text(image))[0] if name == "COPY"]
+        assert copied[0] == "pyproject.toml constraints.txt ./" and "tryon/ tryon/" in copied
+
+
+def test_volume_mount_points_belong_to_the_user() -> None:
+    """A named volume mounted on a directory the image owns takes its owner: the model cache (written by
+    `tryon models pull`) and the local job store must be writable by UID 10001."""
+    for image in PYTHON_IMAGES.values():
+        (run,) = only(text(image), "RUN")
+        assert "mkdir -p /models /data/jobs && chown tryon:tryon /models /data/jobs" in run, image.name
 
 
 def test_python_images_share_one_final_stage_per_base() -> None:
