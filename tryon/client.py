@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -21,7 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tryon import protocol
+from tryon import progress, protocol
+from tryon.observability import grpc as observability_grpc
 from tryon.stages import STAGE_TABLE, STAGES
 from tryon.stages import stage as stage_of
 from tryon.types import (
@@ -156,7 +158,9 @@ def channel_options(service: str, settings: ClientSettings) -> list[tuple[str, A
 
 
 def open_channel(address: str, service: str, settings: ClientSettings) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=channel_options(service, settings))
+    channel = grpc.insecure_channel(address, options=channel_options(service, settings))
+    # Every call carries the current job id and trace context (tryon/observability/grpc.py).
+    return observability_grpc.intercept_channel(channel)
 
 
 class StageClient(Generic[In, Out]):
@@ -224,15 +228,29 @@ class StageClient(Generic[In, Out]):
         try:
             return getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as error:
-            code, details = error.code(), error.details() or ""
-            if code is grpc.StatusCode.INVALID_ARGUMENT:
-                field = _FIELD_PREFIX.match(details)
-                raise StageInputError(details, field=field.group(1) if field else None) from error
-            if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise StageOverloadedError(f"{self.stage}: {details}") from error
-            if code is grpc.StatusCode.FAILED_PRECONDITION:
-                raise ModelUnavailableError(details) from error
-            raise RemoteStageError(self.stage, code, details) from error
+            raise self._error(error) from error
+
+    def _stream(self, method: str, request: Any, *, timeout_s: float | None = None) -> Iterator[Any]:
+        """The messages of a server-streaming call, as they arrive; errors mapped as in :meth:`_call`."""
+        call = getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        finally:
+            call.cancel()  # a no-op once the stream has ended; frees the server if we stopped reading
+
+    def _error(self, error: grpc.RpcError) -> Exception:
+        """The exception a stage raises in process for the status a call ended with."""
+        code, details = error.code(), error.details() or ""
+        if code is grpc.StatusCode.INVALID_ARGUMENT:
+            field = _FIELD_PREFIX.match(details)
+            return StageInputError(details, field=field.group(1) if field else None)
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return StageOverloadedError(f"{self.stage}: {details}")
+        if code is grpc.StatusCode.FAILED_PRECONDITION:
+            return ModelUnavailableError(details)
+        return RemoteStageError(self.stage, code, details)
 
 
 class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
@@ -310,8 +328,19 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
             category=protocol.category_to_proto(inputs.category),
             options=protocol.options_to_proto(inputs.options),
         )
-        reply = self._call("Inpaint", request, timeout_s=timeout_s)
-        return InpaintOutput(image=protocol.image_from_proto(reply.image, field="image"))
+        if not progress.is_reporting():
+            reply = self._call("Inpaint", request, timeout_s=timeout_s)
+            return InpaintOutput(image=protocol.image_from_proto(reply.image, field="image"))
+        # Someone listens for progress: stream it, forwarding each step into the caller's reporter.
+        result: inpaint_pb2.InpaintResponse | None = None
+        for message in self._stream("InpaintStream", request, timeout_s=timeout_s):  # read to the status
+            if message.HasField("progress"):
+                progress.report_progress(message.progress.done, message.progress.total)
+            elif message.HasField("result"):
+                result = message.result
+        if result is None:
+            raise RemoteStageError(self.stage, grpc.StatusCode.INTERNAL, "the stream ended without a result")
+        return InpaintOutput(image=protocol.image_from_proto(result.image, field="image"))
 
 
 class BlendClient(StageClient[BlendInput, BlendOutput]):

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from tryon.progress import report_progress
 from tryon.types import (
     BackendInfo,
     GarmentCategory,
@@ -32,6 +33,7 @@ from tryon.types import (
     RGBImage,
     StageInputError,
 )
+from tryon.vision.images import shrink_factor, shrunk_size
 
 FloatImage = npt.NDArray[np.float32]
 
@@ -58,6 +60,8 @@ SHADING_RANGE = (0.7, 1.3)
 #: Sigma (px) of the antialiasing of the clothing mask's edge.
 EDGE_SIGMA = 0.8
 WARMUP_SIZE = (256, 192)
+#: Sub-steps reported through :func:`tryon.progress.report_progress`: fill, shading, composite.
+LITE_STEPS = 3
 
 
 class LiteInpaint:
@@ -84,10 +88,12 @@ class LiteInpaint:
         garment_box = inputs.warped_garment[rows, cols]
 
         fill = fill_from_surroundings(person_box, mask_box)
+        report_progress(1, LITE_STEPS)
         garment_alpha = garment_box[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
         garment_alpha *= mask_box
         shading = shading_from_photo(person_box, mask_box, garment_alpha, long_side=max(person.shape[:2]))
         shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
+        report_progress(2, LITE_STEPS)
 
         alpha = (garment_alpha * antialiased_mask(mask_box))[..., None]
         composite = shaded_garment * alpha + fill * (1.0 - alpha)
@@ -96,6 +102,7 @@ class LiteInpaint:
         image = person.copy()
         image_box = image[rows, cols]  # a view: writing it writes the output
         image_box[mask_box] = composite_u8[mask_box]
+        report_progress(3, LITE_STEPS)
         return InpaintOutput(image=image)
 
     def info(self) -> BackendInfo:
@@ -112,8 +119,8 @@ def fill_from_surroundings(person: RGBImage, mask: npt.NDArray[np.bool_]) -> Flo
     usually thin slivers at the mask's edge), upsampled to ``person``'s size; float32 RGB.
     """
     height, width = mask.shape
-    scale = min(1.0, FILL_LONG_SIDE / max(height, width))
-    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small_height, small_width = shrunk_size(height, width, FILL_LONG_SIDE)
+    small_size = (small_width, small_height)
     small_person = cv2.resize(person, small_size, interpolation=cv2.INTER_AREA)
     # INTER_AREA then > 0: a fill pixel that saw any masked pixel is unknown, plus a guard band.
     small_mask = cv2.resize(mask.astype(np.uint8) * 255, small_size, interpolation=cv2.INTER_AREA) > 0
@@ -146,7 +153,7 @@ def shading_from_photo(
     ``weight``-weighted mean of 1, so the garment's mean colour is kept.
     """
     height, width = mask.shape
-    scale = min(1.0, SHADING_LONG_SIDE / long_side)
+    scale = shrink_factor(long_side, long_side, SHADING_LONG_SIDE)
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     luminance = cv2.resize(cv2.cvtColor(person, cv2.COLOR_RGB2GRAY), small_size, interpolation=cv2.INTER_AREA)
     luminance = cv2.medianBlur(luminance, SHADING_MEDIAN)
