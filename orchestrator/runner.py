@@ -15,7 +15,6 @@ that poll it between denoising steps stop too; over gRPC, leaving the inpaint st
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -28,12 +27,7 @@ import grpc
 
 from orchestrator.metrics import JobMetrics
 from orchestrator.settings import WorkerSettings
-from tryon import cancellation, imaging
-
-try:  # TODO(hwire): tryon.progress lands with the InpaintStream RPC; drop this fallback then.
-    from tryon import progress
-except ImportError:  # pragma: no cover
-    progress = None  # type: ignore[assignment]
+from tryon import cancellation, imaging, progress
 from tryon.client import RemoteStageError
 from tryon.jobs import storage as storage_keys
 from tryon.jobs.state import JobRecord, JobStatus, JobStore
@@ -243,8 +237,7 @@ class JobRunner:
             if is_cancelled():
                 raise JobCancelled(job_id)
 
-        reporting = progress.reporting(on_step) if progress is not None else contextlib.nullcontext()
-        with self._cancellable(is_cancelled), reporting:
+        with self._cancellable(is_cancelled), progress.reporting(on_step):
             result = self.pipeline.run(person, garment, category=category, options=options, progress=on_stage)
         if is_cancelled(force=True):
             raise JobCancelled(job_id)

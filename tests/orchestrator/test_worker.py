@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -79,8 +78,7 @@ def test_job_runs_through_every_stage_to_a_presigned_png(
     assert progress == sorted(progress) and final.progress == 100
     # Inpaint reports its own steps: the bar moves between inpaint's start and end.
     inpaint = [r.progress for r in running if r.stage == "inpaint"]
-    if importlib.util.find_spec("tryon.progress") is not None:  # TODO(hwire): unconditional once merged
-        assert len(set(inpaint)) >= 2, [(r.stage, r.progress) for r in running]
+    assert len(set(inpaint)) >= 2, [(r.stage, r.progress) for r in running]
     assert {"segmentation", "pose", "warp", "inpaint", "blend", "total", "upload", "queued"} <= set(
         final.timings
     )
