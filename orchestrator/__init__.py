@@ -3,22 +3,45 @@
 ``celery -A orchestrator worker`` finds :data:`app` here; ``tryon-worker`` (``python -m orchestrator``)
 starts the same worker with the settings' concurrency and log level. Settings: :mod:`orchestrator.settings`
 (``TRYON_*`` environment variables); the job lifecycle and reliability settings: docs/ORCHESTRATOR.md.
+
+The app is built on first access of ``orchestrator.app``, not on import, so importing a submodule (tests,
+the gateway's tooling) reads no environment and touches no metrics state.
 """
 
 from __future__ import annotations
 
-from orchestrator.settings import load_worker_settings
+from typing import TYPE_CHECKING, Any
 
-settings = load_worker_settings()
+if TYPE_CHECKING:
+    from celery import Celery
 
-# Before anything imports prometheus_client: the pool processes write their metrics to files.
-if settings.worker_metrics_port:
-    from orchestrator import metrics as _metrics
+    from orchestrator.settings import WorkerSettings
 
-    _metrics.configure(settings.worker_metrics_dir)
+_loaded: dict[str, Any] = {}
 
-from orchestrator.celery_app import create_app  # noqa: E402
 
-app = create_app(settings)
+def _load() -> dict[str, Any]:
+    if not _loaded:
+        from orchestrator.settings import load_worker_settings
 
+        settings = load_worker_settings()
+        if settings.worker_metrics_port:
+            # Before prometheus_client is imported: the pool processes write their samples to files.
+            from orchestrator import metrics
+
+            metrics.configure(settings.worker_metrics_dir)
+        from orchestrator.celery_app import create_app
+
+        _loaded.update(settings=settings, app=create_app(settings))
+    return _loaded
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("app", "settings"):
+        return _load()[name]
+    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+
+
+app: Celery
+settings: WorkerSettings
 __all__ = ["app", "settings"]

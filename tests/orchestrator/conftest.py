@@ -98,11 +98,13 @@ class Worker:
         return self.log.read_text(errors="replace")[-6000:]
 
 
-def start_worker(env: dict[str, str], log: Path) -> Worker:
+def start_worker(env: dict[str, str], log: Path, command: list[str] | None = None) -> Worker:
+    """``python -m orchestrator`` (the console script), or ``command`` (``celery -A orchestrator worker``)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env}
+    command = command or [sys.executable, "-m", "orchestrator"]
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "--hostname", f"test-{free_port()}@%h"],
+            [*command, "--hostname", f"test-{free_port()}@%h"],
             cwd=REPO, env=full_env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     return Worker(process, log, env)
@@ -168,8 +170,8 @@ class JobStack:
         logs = "\n".join(worker.output() for worker in self.workers)
         raise AssertionError(f"job {job_id} did not get there in {timeout_s}s: {record}\n{logs}")
 
-    def start_worker(self, tmp: Path, **env: str) -> Worker:
-        worker = start_worker({**self.env, **env}, tmp / f"worker-{len(self.workers)}.log")
+    def start_worker(self, tmp: Path, command: list[str] | None = None) -> Worker:
+        worker = start_worker(self.env, tmp / f"worker-{len(self.workers)}.log", command)
         self.workers.append(worker)
         return worker
 

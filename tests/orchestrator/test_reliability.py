@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,7 +164,8 @@ def test_inprocess_mode_with_local_storage(
     }
     stack = make_stack(env, tmp_path)
     try:
-        stack.start_worker(tmp_path)
+        # Started the documented way, without the console script's flags.
+        stack.start_worker(tmp_path, [sys.executable, "-m", "celery", "-A", "orchestrator", "worker"])
         job_id = stack.submit()
         seen = []
         final = stack.wait(job_id, 120, lambda r: (seen.append(r), r.final)[1])
