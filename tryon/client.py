@@ -121,6 +121,9 @@ _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
 def _service_config(service: str, attempts: int) -> str:
     return json.dumps(
         {
+            # Every address the target resolves to (a headless Service: each ready pod) gets calls in turn;
+            # pick_first, gRPC's default, would send all of them to one pod. docs/DEPLOY.md, "Load balancing".
+            "loadBalancingConfig": [{"round_robin": {}}],
             "methodConfig": [
                 {
                     "name": [{"service": service}],
@@ -132,7 +135,7 @@ def _service_config(service: str, attempts: int) -> str:
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
                 }
-            ]
+            ],
         }
     )
 

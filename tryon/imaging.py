@@ -26,7 +26,15 @@ ColourMode = Literal["RGB", "RGBA", "L"]
 #: message's width and height give the shape, the byte count the channels (1, 3 or 4). PNG costs tens of
 #: milliseconds per 1024 px image to encode and decode, more than a lite stage's own work.
 RAW_MEDIA_TYPE = "image/x-raw"
-_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+#: MPO is how Pillow names the multi-picture JPEGs many phones write (the first picture is the photo).
+_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
+
+
+#: What Pillow raises on unreadable bytes; the bomb error comes for images over twice its own pixel limit,
+#: before our MAX_PIXELS check can run.
+_DECODE_ERRORS = (
+    UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError,
+)  # fmt: skip
 
 
 def decode_image(
@@ -56,7 +64,7 @@ def decode_image(
                 converted = upright.convert(mode)
     except StageInputError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning) as error:
+    except _DECODE_ERRORS as error:
         raise StageInputError(f"{field}: not a readable image ({error})", field=field) from error
     if min(converted.size) < min_side:
         raise StageInputError(
