@@ -32,16 +32,16 @@ def _load() -> dict[str, Any]:
             metrics.configure(settings.worker_metrics_dir)
         from orchestrator.celery_app import create_app
 
-        _loaded.update(settings=settings, app=create_app(settings))
+        _loaded.update(worker_settings=settings, app=create_app(settings))
     return _loaded
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("app", "settings"):
+    if name in ("app", "worker_settings"):
         return _load()[name]
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
 
 
 app: Celery
-settings: WorkerSettings
-__all__ = ["app", "settings"]
+worker_settings: WorkerSettings
+__all__ = ["app", "worker_settings"]

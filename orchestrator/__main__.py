@@ -10,7 +10,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    from orchestrator import app, settings
+    from orchestrator import app
+    from orchestrator import worker_settings as settings
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s [%(processName)s] %(message)s"
