@@ -19,8 +19,13 @@ class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.Blend
         person = protocol.image_from_proto(request.person, field="person")
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
-        generated = protocol.image_from_proto(request.generated, field="generated")
-        protocol.require_size(generated, shape, field="generated")
+        if request.HasField("generated_patch"):
+            generated = protocol.patch_from_proto(
+                request.generated_patch, field="generated_patch", base=person
+            )
+        else:
+            generated = protocol.image_from_proto(request.generated, field="generated")
+            protocol.require_size(generated, shape, field="generated")
         clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
         if not clothing_mask.any():
             raise StageInputError("clothing_mask: empty mask, nothing to blend", field="clothing_mask")
@@ -29,6 +34,8 @@ class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.Blend
         result = self.backend.run(
             BlendInput(person=person, generated=generated, clothing_mask=clothing_mask, face_mask=face_mask)
         )
+        if request.wire_version >= 2:
+            return blend_pb2.BlendResponse(image_patch=protocol.patch_to_proto(result.image, person, wire))
         return blend_pb2.BlendResponse(image=protocol.image_to_proto(result.image, wire))
 
 

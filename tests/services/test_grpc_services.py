@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -51,6 +52,7 @@ from tryon.v1 import (
     warp_pb2_grpc,
 )
 
+BITMASK, DEFLATE = protocol.BITMASK_MEDIA_TYPE, protocol.RAW_DEFLATE_MEDIA_TYPE
 SERVICE_NAMES = {stage: f"tryon.v1.{stage.capitalize()}" for stage in STAGES}
 PERSON_SIDE = 512  # big enough for the detectors, small enough to keep the suite fast
 
@@ -94,7 +96,6 @@ def stage_inputs(local: dict[str, StageBackend], person: np.ndarray) -> dict[str
     pose = local["pose"].run(PoseInput(person=person))
     warp_input = WarpInput(
         garment=draw_garment(size=(384, 512)), keypoints=pose.keypoints, target_size=person.shape[:2],
-        clothing_mask=segmentation.clothing_mask,
     )  # fmt: skip
     warp = local["warp"].run(warp_input)
     inpaint_input = InpaintInput(
@@ -174,16 +175,22 @@ def test_remote_call_matches_the_in_process_stage(
     _assert_same_output(clients[stage].run(inputs), local[stage].run(inputs))
 
 
+@pytest.mark.parametrize(("wire_format", "wire_version"), [("png", 2), ("png", 1), ("raw", 1)])
 @pytest.mark.parametrize("stage", STAGES)
-def test_png_wire_format_gives_the_same_results(
+def test_other_wire_forms_give_the_same_results(
     stage: str,
+    wire_format: str,
+    wire_version: int,
     services: dict[str, RunningService],
     local: dict[str, StageBackend],
     stage_inputs: dict[str, object],
 ) -> None:
-    """What grpcurl and other callers send (PNG) decodes to the very pixels our raw hops carry."""
+    """What grpcurl and other callers send (PNG; full-frame version-1 forms, as clients before the lean wire
+    did) decodes to the very pixels our raw version-2 hops carry."""
     settings = ClientSettings(
-        wire_format="png", **{f"{name}_addr": service.address for name, service in services.items()}
+        wire_format=wire_format,
+        wire_version=wire_version,
+        **{f"{name}_addr": service.address for name, service in services.items()},
     )
     png_clients = remote_backends(settings)
     try:
@@ -194,9 +201,12 @@ def test_png_wire_format_gives_the_same_results(
             png_client.close()
 
 
+@pytest.mark.parametrize("portrait", [False, True])
 def test_chain_through_five_services_equals_the_in_process_pipeline(
-    clients: dict[str, StageClient], local: dict[str, StageBackend], person: np.ndarray
+    clients: dict[str, StageClient], local: dict[str, StageBackend], person: np.ndarray, portrait: bool
 ) -> None:
+    if portrait:  # height != width: keypoints, patches and bitmasks must keep x and y apart
+        person = np.ascontiguousarray(person[:, 72:-56])
     garment = draw_garment(color=(40, 90, 200), size=(384, 512))
     over_grpc = TryOnPipeline(clients).run(person, garment, options=GenerationOptions(seed=4))
     in_process = TryOnPipeline(local).run(person, garment, options=GenerationOptions(seed=4))
@@ -374,9 +384,6 @@ BAD_REQUESTS = {
         "pose",
     ),
     "warp-zero-target-width": ("warp", lambda inputs: _warp_request(inputs, target_width=0), "target_width"),
-    "warp-mismatched-mask": (
-        "warp", lambda inputs: _warp_request(inputs, clothing_mask=_png(SMALL_MASK)), "clothing_mask",
-    ),
     "inpaint-mismatched-garment": (
         "inpaint",
         lambda inputs: _inpaint_request(inputs, warped_garment=_png(inputs.warped_garment[:-8])),
@@ -533,7 +540,7 @@ def test_random_malformed_requests_get_invalid_argument_and_never_crash(
     valid_png = imaging.encode_png(np.full((200, 150, 3), 120, np.uint8))
 
     def image() -> common_pb2.Image:
-        kind = rng.integers(6)
+        kind = rng.integers(9)
         if kind == 0:
             return common_pb2.Image(data=rng.bytes(int(rng.integers(0, 500))))
         if kind == 1:
@@ -547,7 +554,19 @@ def test_random_malformed_requests_get_invalid_argument_and_never_crash(
             )
         if kind == 4:
             return common_pb2.Image(data=imaging.encode_png(np.zeros((37, 41), np.uint8)))
+        if kind == 5:  # a bitmask of the wrong length, or of a size beyond the limit
+            width, height = (int(v) for v in rng.choice([0, 150, 200, 70_000], size=2))
+            return common_pb2.Image(data=rng.bytes(3750), media_type=BITMASK, width=width, height=height)
+        if kind == 6:  # deflated garbage, or a deflate bomb: 4 bytes of pixels per pixel and more
+            data = rng.bytes(100) if rng.integers(2) else zlib.compress(bytes(200 * 150 * 4 + 1))
+            return common_pb2.Image(data=data, media_type=DEFLATE, width=150, height=200)
+        if kind == 7:  # compact forms where an image is expected, bad and good
+            return common_pb2.Image(data=bytes(3750), media_type=BITMASK, width=150, height=200)
         return common_pb2.Image(data=valid_png)
+
+    def patch() -> common_pb2.ImagePatch:
+        x, y = (int(v) for v in rng.choice([0, 10, 149, 2**31], size=2))
+        return common_pb2.ImagePatch(image=image(), x=x, y=y)
 
     def pose() -> common_pb2.BodyPose:
         count = int(rng.choice([0, 5, 18]))
@@ -571,7 +590,7 @@ def test_random_malformed_requests_get_invalid_argument_and_never_crash(
             warp_pb2.WarpGarmentRequest(
                 garment=image(), pose=pose(), target_width=int(rng.choice([0, 150, 99_999, 2**31])),
                 target_height=int(rng.choice([0, 16, 200])), category=int(rng.integers(0, 5)),
-                clothing_mask=image(),
+                wire_version=int(rng.integers(0, 4)),
             ),
             timeout=30,
         ),
@@ -581,12 +600,14 @@ def test_random_malformed_requests_get_invalid_argument_and_never_crash(
                 options=common_pb2.GenerationOptions(
                     steps=int(rng.integers(0, 200)), strength=float(rng.uniform(-1, 2))
                 ),
+                **({"pose": pose(), "warped_garment_patch": patch()} if rng.integers(2) else {}),
             ),
             timeout=30,
         ),
         lambda: blend_pb2_grpc.BlendStub(channels["blend"]).Blend(
             blend_pb2.BlendRequest(
-                person=image(), generated=image(), clothing_mask=image(), face_mask=image()
+                person=image(), generated=image(), clothing_mask=image(), face_mask=image(),
+                **({"generated_patch": patch(), "wire_version": 2} if rng.integers(2) else {}),
             ),
             timeout=30,
         ),
