@@ -20,6 +20,7 @@ from orchestrator.runner import JobRunner, TransientJobError
 from orchestrator.settings import WorkerSettings
 from tryon.jobs.queue import broker_config, queue_depth
 from tryon.jobs.settings import TASK_NAME, WEBHOOK_TASK_NAME
+from tryon.observability import celery_hooks
 
 log = logging.getLogger("orchestrator")
 
@@ -99,6 +100,8 @@ def create_app(settings: WorkerSettings) -> Celery:
     app.conf.task_queues = (Queue(settings.queue_name), Queue(settings.webhook_queue_name))
     worker = _Worker(settings)
     app.tryon_worker = worker  # type: ignore[attr-defined]
+    # Each task runs as its job (log lines carry the id) in the trace its publisher started.
+    celery_hooks.install()
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_job(self: Task, job_id: str) -> None:
