@@ -6,6 +6,9 @@ flat-lay silhouettes as a product photo shows them, front view (the wearer's rig
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -74,3 +77,14 @@ def draw_garment(
 def person_photo(long_side: int = 1024) -> npt.NDArray[np.uint8]:
     """skimage's astronaut (a person, upper body, facing the camera) at the working resolution."""
     return imaging.to_working_resolution(skimage.data.astronaut(), long_side)
+
+
+def png_header_only(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A PNG claiming ``width`` x ``height`` in its header with no pixel data: a decompression bomb's
+    header in a few dozen bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")

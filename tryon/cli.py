@@ -122,13 +122,7 @@ class StageProgress:
 
 def command_run(args: argparse.Namespace) -> int:
     from tryon import imaging
-    from tryon.pipeline import (
-        MIN_GARMENT_SIDE,
-        MIN_PERSON_SIDE,
-        TryOnPipeline,
-        load_image,
-        save_intermediates,
-    )
+    from tryon.pipeline import TryOnPipeline, load_image, save_intermediates
 
     options = GenerationOptions(
         seed=args.seed,
@@ -138,8 +132,17 @@ def command_run(args: argparse.Namespace) -> int:
         prompt=args.prompt,
     )
     options.validate()
-    person = load_image(args.person, field="person", min_side=MIN_PERSON_SIDE)
-    garment = load_image(args.garment, field="garment", mode="RGBA", min_side=MIN_GARMENT_SIDE)
+    check_writable(args.output, field="output")
+    person = load_image(
+        args.person, field="person", min_side=imaging.MIN_PERSON_SIDE, max_side=imaging.WORKING_LONG_SIDE
+    )
+    garment = load_image(
+        args.garment,
+        field="garment",
+        mode="RGBA",
+        min_side=imaging.MIN_GARMENT_SIDE,
+        max_side=imaging.GARMENT_LONG_SIDE,
+    )
     settings = load_stage_settings(backend=args.backend)
     pipeline = TryOnPipeline.from_settings(settings)
     try:
@@ -153,8 +156,11 @@ def command_run(args: argparse.Namespace) -> int:
         )
     finally:
         pipeline.close()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(imaging.encode_png(result.image, compression=6))
+    try:
+        args.output.write_bytes(imaging.encode_png(result.image, compression=6))
+    except OSError as error:  # e.g. the disk filled up during the run
+        message = f"output: cannot write {args.output}: {error.strerror}"
+        raise StageInputError(message, field="output") from error
     if args.save_intermediates:
         save_intermediates(result, args.save_intermediates)
     if not args.quiet:
@@ -203,6 +209,22 @@ def command_demo(args: argparse.Namespace) -> int:
     print(f"result:       {directory / 'result.png'}")
     print(f"side by side: {directory / 'side_by_side.png'} (person | garment | result)")
     return EXIT_OK
+
+
+def check_writable(path: Path, *, field: str) -> None:
+    """Fail now, not after a minutes-long run, when ``path`` cannot be written as a file: creates missing
+    folders and opens the file for writing (removing it again if it did not exist)."""
+    if path.is_dir():
+        raise StageInputError(f"{field}: {path} is a directory; give a file name", field=field)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except OSError as error:
+        raise StageInputError(f"{field}: cannot write {path}: {error.strerror}", field=field) from error
+    if not existed:
+        path.unlink()
 
 
 def command_models(args: argparse.Namespace) -> int:

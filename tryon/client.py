@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tryon import protocol
+from tryon import imaging, protocol
 from tryon.stages import STAGE_TABLE, STAGES
 from tryon.stages import stage as stage_of
 from tryon.types import (
@@ -251,7 +251,8 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
             ),
             timeout_s=timeout_s,
         )
-        shape = inputs.person.shape[:2]
+        # The service works at (and answers in) the working resolution: a larger photo comes back smaller.
+        shape = imaging.bounded_size(*inputs.person.shape[:2], imaging.WORKING_LONG_SIDE)
         return SegmentationOutput(
             label_map=protocol.image_from_proto(reply.label_map, field="label_map", mode="L"),
             clothing_mask=protocol.mask_from_proto(reply.clothing_mask, field="clothing_mask", shape=shape),

@@ -51,18 +51,34 @@ def wire_of(message: common_pb2.Image) -> WireFormat:
 
 
 def image_from_proto(
-    message: common_pb2.Image, *, field: str, mode: imaging.ColourMode = "RGB", min_side: int = 1
+    message: common_pb2.Image,
+    *,
+    field: str,
+    mode: imaging.ColourMode = "RGB",
+    min_side: int = 1,
+    max_side: int | None = None,
 ) -> npt.NDArray[np.uint8]:
+    """Decode an image; with ``max_side`` (services: the working resolution) it arrives scaled down to
+    that long side, so no stage works on more pixels than it needs, whatever the caller sent."""
     if message.media_type == imaging.RAW_MEDIA_TYPE:
         return imaging.decode_raw(
-            message.data, message.width, message.height, field=field, mode=mode, min_side=min_side
+            message.data,
+            message.width,
+            message.height,
+            field=field,
+            mode=mode,
+            min_side=min_side,
+            max_side=max_side,
         )
-    return imaging.decode_image(message.data, field=field, mode=mode, min_side=min_side)
+    return imaging.decode_image(message.data, field=field, mode=mode, min_side=min_side, max_side=max_side)
 
 
-def mask_from_proto(message: common_pb2.Image, *, field: str, shape: tuple[int, int]) -> Mask:
-    """Decode a mask and check it matches the person image (``shape`` = (height, width))."""
-    mask = image_from_proto(message, field=field, mode="L")
+def mask_from_proto(
+    message: common_pb2.Image, *, field: str, shape: tuple[int, int], max_side: int | None = None
+) -> Mask:
+    """Decode a mask and check it matches the person image (``shape`` = (height, width), after both are
+    scaled to ``max_side``)."""
+    mask = image_from_proto(message, field=field, mode="L", max_side=max_side)
     if mask.shape != shape:
         raise StageInputError(
             f"{field}: mask is {mask.shape[1]}x{mask.shape[0]} but the person image is {shape[1]}x{shape[0]}",
@@ -83,9 +99,9 @@ def require_size(image: npt.NDArray[np.uint8], shape: tuple[int, int], *, field:
 
 
 def rgba_from_proto(
-    message: common_pb2.Image, *, field: str, shape: tuple[int, int]
+    message: common_pb2.Image, *, field: str, shape: tuple[int, int], max_side: int | None = None
 ) -> npt.NDArray[np.uint8]:
-    image = image_from_proto(message, field=field, mode="RGBA")
+    image = image_from_proto(message, field=field, mode="RGBA", max_side=max_side)
     require_size(image, shape, field=field)
     return image
 

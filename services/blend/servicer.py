@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import protocol
+from tryon import imaging, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
@@ -16,16 +16,22 @@ class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.Blend
     def Blend(
         self, request: blend_pb2.BlendRequest, context: grpc.ServicerContext
     ) -> blend_pb2.BlendResponse:
-        person = protocol.image_from_proto(request.person, field="person")
+        person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
-        generated = protocol.image_from_proto(request.generated, field="generated")
+        generated = protocol.image_from_proto(
+            request.generated, field="generated", max_side=imaging.WORKING_LONG_SIDE
+        )
         protocol.require_size(generated, shape, field="generated")
-        clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
+        clothing_mask = protocol.mask_from_proto(
+            request.clothing_mask, field="clothing_mask", shape=shape, max_side=imaging.WORKING_LONG_SIDE
+        )
         if not clothing_mask.any():
             raise StageInputError("clothing_mask: empty mask, nothing to blend", field="clothing_mask")
         # An empty face mask is valid (a photo cropped below the chin): nothing to restore.
-        face_mask = protocol.mask_from_proto(request.face_mask, field="face_mask", shape=shape)
+        face_mask = protocol.mask_from_proto(
+            request.face_mask, field="face_mask", shape=shape, max_side=imaging.WORKING_LONG_SIDE
+        )
         result = self.backend.run(
             BlendInput(person=person, generated=generated, clothing_mask=clothing_mask, face_mask=face_mask)
         )

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 import tryon
-from tests.imagegen import draw_garment, person_photo
+from tests.imagegen import draw_garment, person_photo, png_header_only
 from tryon import imaging, protocol
 from tryon.backends import create_backend
 from tryon.client import ClientSettings, StageClient, remote_backends
@@ -301,6 +301,10 @@ def _png(image: np.ndarray) -> common_pb2.Image:
     return protocol.image_to_proto(image, "png")
 
 
+def _raw(image: np.ndarray) -> common_pb2.Image:
+    return protocol.image_to_proto(image, "raw")
+
+
 def _inpaint_request(inputs: InpaintInput, **replace: common_pb2.Image) -> inpaint_pb2.InpaintRequest:
     fields = {
         "person": _png(inputs.person),
@@ -333,6 +337,7 @@ def _blend_request_from(inputs: BlendInput, **replace: common_pb2.Image) -> blen
 
 GARBAGE = common_pb2.Image(data=b"GIF89a not really")
 SMALL_MASK = np.full((40, 30), 255, np.uint8)
+BOMB = png_header_only(20000, 20000)
 #: (stage, bad request built from that stage's valid inputs, the field the error must name)
 BAD_REQUESTS = {
     "segmentation-undecodable-person": (
@@ -350,6 +355,11 @@ BAD_REQUESTS = {
         ),
         "person",
     ),
+    "pose-decompression-bomb": (
+        "pose",
+        lambda inputs: pose_pb2.EstimatePoseRequest(person=common_pb2.Image(data=BOMB)),
+        "person",
+    ),
     "pose-undecodable-person": (
         "pose", lambda inputs: pose_pb2.EstimatePoseRequest(person=GARBAGE), "person",
     ),
@@ -360,6 +370,14 @@ BAD_REQUESTS = {
         "pose",
     ),
     "warp-zero-target-width": ("warp", lambda inputs: _warp_request(inputs, target_width=0), "target_width"),
+    # a raw 4096 x 4096 RGBA reply is 64 MiB: refused before any work, since it could not be sent back
+    "warp-target-over-the-message-limit": (
+        "warp",
+        lambda inputs: _warp_request(
+            inputs, garment=_raw(inputs.garment), target_width=4096, target_height=4096
+        ),
+        "target_width",
+    ),
     "warp-mismatched-mask": (
         "warp", lambda inputs: _warp_request(inputs, clothing_mask=_png(SMALL_MASK)), "clothing_mask",
     ),
@@ -396,7 +414,10 @@ STUB_METHODS = {
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
 def test_bad_requests_are_invalid_argument_naming_the_field(
-    case: str, services: dict[str, RunningService], stage_inputs: dict[str, object]
+    case: str,
+    services: dict[str, RunningService],
+    clients: dict[str, StageClient],  # requested so the services are SERVING first
+    stage_inputs: dict[str, object],
 ) -> None:
     stage, build, field = BAD_REQUESTS[case]
     stub_class, method = STUB_METHODS[stage]

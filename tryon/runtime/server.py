@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tryon.runtime.interceptor import AdmissionControl, StageInterceptor
 from tryon.runtime.metrics import StageMetrics
+from tryon.runtime.servicer import StageServicer
 from tryon.settings import StageSettings
 from tryon.types import StageBackend
 
@@ -92,6 +93,8 @@ class StageServer:
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for binding in bindings:
+            if isinstance(binding.servicer, StageServicer):
+                binding.servicer.max_message_bytes = max_bytes
             binding.add_to_server(binding.servicer, self.server)
         reflection.enable_server_reflection(
             [*(b.full_name for b in bindings), health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
