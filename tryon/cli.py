@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from tryon.native_logs import routed_native_logs
 from tryon.settings import load_stage_settings
 from tryon.stages import EXIT_BAD_INPUT, EXIT_NO_MODEL, EXIT_OK, MODEL_STAGES, STAGES
 from tryon.types import (
@@ -250,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[CurrentStderrHandler()],
     )
     try:
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "demo":
-            return command_demo(args)
-        return command_models(args)
+        with routed_native_logs(keep_native=args.verbose):
+            if args.command == "run":
+                return command_run(args)
+            if args.command == "demo":
+                return command_demo(args)
+            return command_models(args)
     except StageInputError as error:
         print(f"tryon: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -78,7 +78,11 @@ def decode_image(
         raise
     except Image.DecompressionBombError as error:
         raise StageInputError(f"{field}: image exceeds {MAX_PIXELS} pixels ({error})", field=field) from error
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning) as error:
+    except UnidentifiedImageError as error:  # its message is Pillow's repr of our buffer: say what it means
+        raise StageInputError(
+            f"{field}: not a readable image (not PNG, JPEG or WebP data)", field=field
+        ) from error
+    except (OSError, ValueError, Image.DecompressionBombWarning) as error:
         raise StageInputError(f"{field}: not a readable image ({error})", field=field) from error
     if min(converted.size) < min_side:
         raise StageInputError(

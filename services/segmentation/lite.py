@@ -39,6 +39,7 @@ from services.pose.mediapipe_landmarks import (
     validate_person_image,
 )
 from tryon.types import (
+    NO_PERSON_FOUND,
     BackendInfo,
     ClothesLabel,
     GarmentCategory,
@@ -695,7 +696,7 @@ class LiteSegmentation:
 
         body = self._landmarker.detect(person)
         if body is None:
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         shapes = body_shapes(body.points)
         person_mask = self._person_mask(person, shapes)
 
@@ -744,7 +745,7 @@ class LiteSegmentation:
         body = draw_polygons(small_frame, shapes.chest, shapes.torso)
         foreground = _components_touching(foreground, body)
         if not foreground.any():
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         # Upsample the probability (not the binary mask) so the outline is smooth at full size.
         return _resize_mask(np.where(foreground, probability, 0.0), height, width) > PERSON_THRESHOLD
 

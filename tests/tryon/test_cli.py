@@ -45,6 +45,8 @@ def test_run_writes_the_result_and_intermediates_without_importing_torch(
     assert "TORCH_ABSENT" in completed.stdout
     for stage in ("segmentation", "pose", "warp", "inpaint", "blend"):
         assert stage in completed.stderr  # the progress display names every stage
+    # and nothing else: MediaPipe's native (absl, TF Lite) log lines are kept off stderr
+    assert all(line.startswith(("[", "wrote ")) for line in completed.stderr.splitlines()), completed.stderr
     result = imaging.decode_image(output.read_bytes())
     assert result.shape == (1024, 1024, 3)
     assert {p.name for p in intermediates.iterdir()} >= {"clothing_mask.png", "pose.png", "keypoints.json"}
