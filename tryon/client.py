@@ -26,6 +26,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tryon import imaging, protocol
+from tryon.observability import grpc as observability_grpc
 from tryon.runtime.interceptor import RETRY_AFTER_KEY
 from tryon.stages import STAGE_TABLE, STAGES
 from tryon.stages import stage as stage_of
@@ -166,7 +167,9 @@ def channel_options(service: str, settings: ClientSettings) -> list[tuple[str, A
 
 
 def open_channel(address: str, service: str, settings: ClientSettings) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=channel_options(service, settings))
+    channel = grpc.insecure_channel(address, options=channel_options(service, settings))
+    # Every call carries the current job id and trace context (tryon/observability/grpc.py).
+    return observability_grpc.intercept_channel(channel)
 
 
 class StageClient(Generic[In, Out]):

@@ -13,6 +13,7 @@ import sys
 
 from tryon.backends import create_backend
 from tryon.native_logs import routed_native_logs
+from tryon.observability import setup_tracing
 from tryon.runtime import StageServer, configure_logging, exit_process, serve
 from tryon.settings import load_stage_settings
 from tryon.stages import EXIT_NO_MODEL
@@ -45,6 +46,7 @@ def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
         port=args.port, host=args.host, metrics_port=args.metrics_port, backend=args.backend
     )
     configure_logging(settings)
+    setup_tracing(f"tryon-{stage}")  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     backend = create_backend(stage, settings)
     servicer_module = importlib.import_module(f"services.{stage}.servicer")
     return StageServer(

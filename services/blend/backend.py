@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from tryon.stages import SINGLE_IMPLEMENTATION
 from tryon.types import BackendInfo, BlendInput, BlendOutput, RGBImage, StageInputError
+from tryon.vision.images import shrink_factor
 
 FloatImage = npt.NDArray[np.float32]
 BoolMask = npt.NDArray[np.bool_]
@@ -84,7 +85,7 @@ class Blender:
         dilation = max(2, round(REGION_DILATION * long_side))
         region = cv2.dilate(clothing.astype(np.uint8), _disk(dilation)).astype(bool)
         rows, cols = _bounding_box(region)
-        scale = min(1.0, POISSON_LONG_SIDE / max(rows.stop - rows.start, cols.stop - cols.start))
+        scale = shrink_factor(rows.stop - rows.start, cols.stop - cols.start, POISSON_LONG_SIDE)
         # Photo pixels around the region, enough for the solver's guard band: its boundary is the photo.
         rows, cols = _bounding_box(region, margin=dilation + math.ceil((POISSON_GUARD + 2) / scale))
 

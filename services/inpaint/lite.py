@@ -32,6 +32,7 @@ from tryon.types import (
     RGBImage,
     StageInputError,
 )
+from tryon.vision.images import shrink_factor, shrunk_size
 
 FloatImage = npt.NDArray[np.float32]
 
@@ -112,8 +113,8 @@ def fill_from_surroundings(person: RGBImage, mask: npt.NDArray[np.bool_]) -> Flo
     usually thin slivers at the mask's edge), upsampled to ``person``'s size; float32 RGB.
     """
     height, width = mask.shape
-    scale = min(1.0, FILL_LONG_SIDE / max(height, width))
-    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small_height, small_width = shrunk_size(height, width, FILL_LONG_SIDE)
+    small_size = (small_width, small_height)
     small_person = cv2.resize(person, small_size, interpolation=cv2.INTER_AREA)
     # INTER_AREA then > 0: a fill pixel that saw any masked pixel is unknown, plus a guard band.
     small_mask = cv2.resize(mask.astype(np.uint8) * 255, small_size, interpolation=cv2.INTER_AREA) > 0
@@ -146,7 +147,7 @@ def shading_from_photo(
     ``weight``-weighted mean of 1, so the garment's mean colour is kept.
     """
     height, width = mask.shape
-    scale = min(1.0, SHADING_LONG_SIDE / long_side)
+    scale = shrink_factor(long_side, long_side, SHADING_LONG_SIDE)
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     luminance = cv2.resize(cv2.cvtColor(person, cv2.COLOR_RGB2GRAY), small_size, interpolation=cv2.INTER_AREA)
     luminance = cv2.medianBlur(luminance, SHADING_MEDIAN)

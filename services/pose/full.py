@@ -15,7 +15,6 @@ import threading
 import warnings
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -32,6 +31,7 @@ from tryon.types import (
     PoseOutput,
     StageInputError,
 )
+from tryon.vision.images import downscale
 
 #: OpenPose's body network sees the photo at 184 px high whatever its size (controlnet_aux: boxsize 368 x
 #: scale 0.5); its heatmaps are then resized to the input and smoothed there, so detecting on a 512 px copy
@@ -95,12 +95,10 @@ class FullPose:
         if person.ndim != 3 or person.shape[2] != 3 or person.dtype != np.uint8:
             raise StageInputError("person: expected a uint8 RGB image (H, W, 3)", field="person")
         height, width = person.shape[:2]
-        scale = min(1.0, DETECT_LONG_SIDE / max(height, width))
-        detect_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = cv2.resize(person, detect_size, interpolation=cv2.INTER_AREA) if scale < 1 else person
+        small = downscale(person, DETECT_LONG_SIDE)
         candidate, subset = self._detect(small)
         keypoints = keypoints_from_openpose(
-            candidate, subset, scale_x=width / detect_size[0], scale_y=height / detect_size[1]
+            candidate, subset, scale_x=width / small.shape[1], scale_y=height / small.shape[0]
         )
         return PoseOutput(keypoints=keypoints, pose_image=draw_openpose(keypoints, height, width))
 

@@ -1,8 +1,8 @@
 """Lite pose: MediaPipe Pose (bundled, weight-free) mapped to OpenPose COCO-18 keypoints.
 
-The landmarks come from the process-wide :func:`~services.pose.mediapipe_landmarks.shared_pose_landmarker`
+The landmarks come from the process-wide :func:`~tryon.vision.mediapipe_landmarks.shared_pose_landmarker`
 (the lite segmentation stage uses the same one), are converted by
-:func:`~services.pose.mediapipe_landmarks.mediapipe_to_coco18` and drawn by the controlnet_aux-identical
+:func:`~tryon.vision.mediapipe_landmarks.mediapipe_to_coco18` and drawn by the controlnet_aux-identical
 :func:`~services.pose.drawing.draw_openpose`, so the pose image matches the full backend's rendering style.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from services.pose.drawing import draw_openpose
-from services.pose.mediapipe_landmarks import (
+from tryon.types import NO_PERSON_FOUND, BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
+from tryon.vision.mediapipe_landmarks import (
     MediaPipePoseLandmarker,
     mediapipe_to_coco18,
     shared_pose_landmarker,
     validate_person_image,
 )
-from tryon.types import NO_PERSON_FOUND, BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
 
 MODEL_SOURCE = "bundled:mediapipe==0.10.21"
 

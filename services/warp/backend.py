@@ -38,6 +38,7 @@ from tryon.types import (
     WarpInput,
     WarpOutput,
 )
+from tryon.vision.images import downscale
 
 #: Separation runs at this long side; the mask is then upsampled to the garment photo.
 SEPARATION_LONG_SIDE = 256
@@ -118,11 +119,7 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
 
 def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     height, width = rgb.shape[:2]
-    scale = SEPARATION_LONG_SIDE / max(height, width)
-    small = cv2.resize(
-        rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-    )
-    small = cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32)
+    small = cv2.GaussianBlur(downscale(rgb, SEPARATION_LONG_SIDE), (3, 3), 0).astype(np.float32)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     background = np.median(border, axis=0)
     spread = float(np.abs(border - background).mean())

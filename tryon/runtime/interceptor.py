@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 
 from tryon.cancellation import CallCancelled, cancellable
+from tryon.observability.grpc import server_call
 from tryon.runtime.metrics import StageMetrics
 from tryon.types import ModelUnavailableError, StageInputError, StageOverloadedError
 
@@ -124,7 +125,9 @@ class StageInterceptor(grpc.ServerInterceptor):
         needs_backend = not method.endswith(ALWAYS_AVAILABLE_METHODS)
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            return self._handle(method, needs_backend, behaviour, request, context)
+            # As the caller's job, in a span of the caller's trace (x-tryon-job-id / traceparent metadata).
+            with server_call(method, context):
+                return self._handle(method, needs_backend, behaviour, request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

@@ -33,6 +33,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tryon import observability
 from tryon.runtime.interceptor import AdmissionControl, StageInterceptor
 from tryon.runtime.metrics import StageMetrics
 from tryon.runtime.servicer import StageServicer
@@ -198,12 +199,8 @@ def install_signal_handlers(server: StageServer) -> None:
 
 
 def configure_logging(settings: StageSettings) -> None:
-    fmt = (
-        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}'
-        if settings.log_json
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=settings.log_level, format=fmt, force=True)
+    """The shared job-aware log format (tryon/observability/logs.py): every line carries the job id."""
+    observability.configure_logging(settings.log_level, json_format=settings.log_json)
 
 
 def serve(server: StageServer) -> int:

@@ -13,14 +13,14 @@ import skimage.data
 
 from services.pose.drawing import draw_openpose
 from services.pose.lite import LitePose
-from services.pose.mediapipe_landmarks import (
+from tests.imagegen import person_photo
+from tryon.types import COCO18_NAMES, KP, NO_PERSON_FOUND, PoseInput, StageInputError
+from tryon.vision.mediapipe_landmarks import (
     MEDIAPIPE_INDEX,
     MIN_VISIBILITY,
     NUM_MEDIAPIPE_LANDMARKS,
     mediapipe_to_coco18,
 )
-from tests.imagegen import person_photo
-from tryon.types import COCO18_NAMES, KP, NO_PERSON_FOUND, PoseInput, StageInputError
 
 HEIGHT, WIDTH = 400, 300
 

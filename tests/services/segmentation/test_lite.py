@@ -16,15 +16,9 @@ import pytest
 import skimage.data
 
 from services.pose.lite import LitePose
-from services.pose.mediapipe_landmarks import MediaPipePoseLandmarker
-from services.segmentation.lite import (
-    GENERIC_SKIN_MODEL,
-    Frame,
-    LiteSegmentation,
-    body_shapes,
-    category_regions,
-    fit_skin_model,
-)
+from services.segmentation.body import Frame, body_shapes, category_regions
+from services.segmentation.garment import GENERIC_SKIN_MODEL, fit_skin_model
+from services.segmentation.lite import LiteSegmentation
 from tests.imagegen import person_photo
 from tryon.types import (
     KP,
@@ -37,6 +31,7 @@ from tryon.types import (
     SegmentationOutput,
     StageInputError,
 )
+from tryon.vision.mediapipe_landmarks import MediaPipePoseLandmarker
 
 # ------------------------------------------------------------------------------------------ geometry
 

@@ -16,11 +16,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from tryon.types import KP, NUM_KEYPOINTS, Keypoints, RGBImage, StageInputError
+from tryon.vision.images import downscale
 
 #: MediaPipe Pose's landmark network sees a 256x256 crop of the person, so detecting on a 512 px copy
 #: loses nothing and keeps the image conversion cheap at 1024 px.
@@ -28,6 +28,14 @@ DETECT_LONG_SIDE = 512
 #: Below this visibility a landmark is reported missing (MediaPipe always extrapolates all 33).
 MIN_VISIBILITY = 0.3
 NUM_MEDIAPIPE_LANDMARKS = 33
+
+# MediaPipe Pose landmark indices ("left"/"right" are the person's).
+NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, MOUTH_LEFT, MOUTH_RIGHT = 0, 2, 5, 7, 8, 9, 10
+LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST = 11, 12, 13, 14, 15, 16
+LEFT_PINKY, RIGHT_PINKY, LEFT_INDEX, RIGHT_INDEX, LEFT_THUMB, RIGHT_THUMB = 17, 18, 19, 20, 21, 22
+LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE, LEFT_ANKLE, RIGHT_ANKLE = 23, 24, 25, 26, 27, 28
+LEFT_HEEL, RIGHT_HEEL, LEFT_FOOT, RIGHT_FOOT = 29, 30, 31, 32
+HEAD_LANDMARKS = (NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, MOUTH_LEFT, MOUTH_RIGHT)
 MIN_IMAGE_SIDE = 16
 
 #: COCO-18 name -> MediaPipe Pose landmark index ("left"/"right" are the person's, in both conventions).
@@ -96,16 +104,6 @@ def validate_person_image(person: object) -> None:
             f"got {person.shape}",
             field="person",
         )
-
-
-def downscale(rgb: RGBImage, long_side: int) -> RGBImage:
-    """``rgb`` shrunk (area-averaged) so its long side is at most ``long_side``; never enlarged."""
-    height, width = rgb.shape[:2]
-    scale = long_side / max(height, width)
-    if scale >= 1.0:
-        return np.ascontiguousarray(rgb)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 class MediaPipePoseLandmarker:

@@ -1,0 +1,360 @@
+"""Body regions of the lite segmentation, drawn from MediaPipe's 33 pose landmarks.
+
+A body frame (``up`` from hips to shoulders, ``side`` from the person's right to left, ``unit`` ~ the
+shoulder width) in which every region is drawn: the torso polygon under a neckline, arm and leg capsules,
+hands, feet, and the "head column" above the shoulders' top edge (face, hair, neck); then the regions a
+garment category involves (:func:`category_regions`), rasterised in any :class:`Frame`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from tryon.types import GarmentCategory
+from tryon.vision.mediapipe_landmarks import (
+    LEFT_ANKLE,
+    LEFT_ELBOW,
+    LEFT_EYE,
+    LEFT_FOOT,
+    LEFT_HEEL,
+    LEFT_HIP,
+    LEFT_INDEX,
+    LEFT_KNEE,
+    LEFT_PINKY,
+    LEFT_SHOULDER,
+    LEFT_THUMB,
+    LEFT_WRIST,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    RIGHT_ANKLE,
+    RIGHT_ELBOW,
+    RIGHT_EYE,
+    RIGHT_FOOT,
+    RIGHT_HEEL,
+    RIGHT_HIP,
+    RIGHT_INDEX,
+    RIGHT_KNEE,
+    RIGHT_PINKY,
+    RIGHT_SHOULDER,
+    RIGHT_THUMB,
+    RIGHT_WRIST,
+)  # fmt: skip
+
+BoolMask = npt.NDArray[np.bool_]
+Points = npt.NDArray[np.float64]
+
+
+# ------------------------------------------------------------------------------------------ drawing
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A raster to draw in: a crop of the photo from ``(x0, y0)``, resized by ``scale``.
+
+    Coordinates map pixel centres to pixel centres, as ``cv2.resize`` does, so a shape drawn here lines
+    up with the resized photo: ``x -> (x - x0 + 0.5) * scale - 0.5``.
+    """
+
+    height: int
+    width: int
+    x0: float = 0.0
+    y0: float = 0.0
+    scale: float = 1.0
+
+    def to_frame(self, points: npt.ArrayLike) -> Points:
+        return (np.asarray(points, dtype=np.float64) - (self.x0, self.y0) + 0.5) * self.scale - 0.5
+
+    def blank(self) -> npt.NDArray[np.uint8]:
+        return np.zeros((self.height, self.width), np.uint8)
+
+
+_SHIFT = 4  # sub-pixel bits for OpenCV's polygon rasteriser
+
+
+def _fixed(points: Points) -> npt.NDArray[np.int32]:
+    # Clip far-away construction points so the fixed-point coordinates cannot overflow int32.
+    return np.round(np.clip(points, -1e5, 1e5) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
+
+
+def fill_polygon(canvas: npt.NDArray[np.uint8], frame: Frame, polygon: npt.ArrayLike) -> None:
+    """Fill ``polygon`` (photo pixels, any shape) with 1 on ``canvas`` (a raster of ``frame``)."""
+    cv2.fillPoly(canvas, [_fixed(frame.to_frame(polygon))], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+
+
+def capsule_outline(
+    start: npt.ArrayLike, end: npt.ArrayLike, start_radius: float, end_radius: float
+) -> Points:
+    """The convex outline of a tapered capsule: the hull of a disc at each end."""
+    angles = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    discs = np.concatenate(
+        [
+            np.asarray(start, np.float64) + circle * start_radius,
+            np.asarray(end, np.float64) + circle * end_radius,
+        ]
+    )
+    return cv2.convexHull(discs.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------ body geometry
+
+
+@dataclass(frozen=True)
+class Capsule:
+    start: tuple[float, float]
+    end: tuple[float, float]
+    start_radius: float
+    end_radius: float
+
+    def outline(self) -> Points:
+        return capsule_outline(self.start, self.end, self.start_radius, self.end_radius)
+
+
+@dataclass(frozen=True)
+class BodyShapes:
+    """Every region the segmentation draws, as polygons / capsules in the photo's pixels."""
+
+    unit: float  # body size in pixels (~ shoulder width)
+    torso: Points  # under the neckline and over the shoulders, down to the hip joints: where a top goes
+    head: Points  # the column above the torso's top edge between the shoulders: face, hair, neck
+    neck: list[Capsule]  # chin to the base of the neck
+    chest: Points  # the upper torso: covered by any top (crop tops included)
+    above_waist: Points  # half-plane above the natural waist
+    above_hips: Points  # half-plane above the hip joints
+    pelvis: Points  # waist to crotch: where trousers or a skirt start
+    skirt: Points  # hips flaring out to below the knees: a dress's skirt
+    below_mid_thigh: Points  # half-plane a top's hem never reaches
+    below_high_waist: Points  # half-plane trousers never start above
+    arms: dict[str, list[Capsule]]  # "left" / "right" (the person's): upper arm, forearm
+    sleeves: list[Capsule]  # the upper arms' top halves, where short sleeves are
+    hands: dict[str, list[Capsule]]
+    legs: dict[str, list[Capsule]]  # thigh, shin (to the ankle)
+    feet: dict[str, list[Capsule]]
+    thigh_cores: list[Capsule]  # upper thighs: covered by trousers or a skirt
+
+
+def _unit_vector(vector: Points, fallback: tuple[float, float]) -> Points:
+    norm = float(np.hypot(*vector))
+    return vector / norm if norm > 1e-6 else np.asarray(fallback, np.float64)
+
+
+def body_shapes(points: npt.ArrayLike) -> BodyShapes:
+    """The body regions of a person from MediaPipe's 33 pose landmarks (photo pixels, (33, 2)).
+
+    Landmarks out of the photo are used as MediaPipe extrapolates them (hips below a portrait's bottom
+    edge still give the torso its direction). Offsets are in the body frame, so a leaning person works;
+    the fractions of ``unit`` were fitted by eye on studio photos (shoulder / hip landmarks are joints,
+    inside the body's outline).
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(33, 2)
+    shoulder_mid = (p[LEFT_SHOULDER] + p[RIGHT_SHOULDER]) / 2
+    hip_mid = (p[LEFT_HIP] + p[RIGHT_HIP]) / 2
+    torso_length = float(np.hypot(*(shoulder_mid - hip_mid)))
+    up = _unit_vector(shoulder_mid - hip_mid, (0.0, -1.0))
+    across = np.array([-up[1], up[0]])  # image-right for an upright person
+    # "side" points from the person's right to their left: image-right when they face the camera.
+    side = across if float(np.dot(p[LEFT_SHOULDER] - p[RIGHT_SHOULDER], across)) >= 0 else -across
+    shoulder_width = float(np.hypot(*(p[LEFT_SHOULDER] - p[RIGHT_SHOULDER])))
+    # Seen from the side the shoulders overlap; the torso length (~1.4 shoulder widths) takes over.
+    unit = max(shoulder_width, 0.7 * torso_length, 1.0)
+
+    def at(base: Points, toward_left: float, upward: float) -> Points:
+        return base + side * (toward_left * unit) + up * (upward * unit)
+
+    far = 50.0  # construction points far outside any photo
+
+    def half_plane(point: Points, above: bool) -> Points:
+        sign = 1.0 if above else -1.0
+        return np.array(
+            [
+                at(point, -far, 0.0),
+                at(point, far, 0.0),
+                at(point, far, sign * far),
+                at(point, -far, sign * far),
+            ]
+        )
+
+    rs, ls, rh, lh = p[RIGHT_SHOULDER], p[LEFT_SHOULDER], p[RIGHT_HIP], p[LEFT_HIP]
+    # A garment's top edge: outer shoulder, shoulder top, the base of the neck, a shallow neckline.
+    top_edge = [
+        at(rs, -0.16, -0.02), at(rs, -0.08, 0.1), at(rs, 0.05, 0.15),
+        at(shoulder_mid, -0.2, 0.17), at(shoulder_mid, -0.12, 0.11), at(shoulder_mid, 0.0, 0.08),
+        at(shoulder_mid, 0.12, 0.11), at(shoulder_mid, 0.2, 0.17),
+        at(ls, -0.05, 0.15), at(ls, 0.08, 0.1), at(ls, 0.16, -0.02),
+    ]  # fmt: skip
+    torso = np.array([*top_edge, at(lh, 0.24, 0.0), at(rh, -0.24, 0.0)])
+    head = np.array([at(rs, -0.16, far), *top_edge, at(ls, 0.16, far)])
+    eyes_mid = (p[LEFT_EYE] + p[RIGHT_EYE]) / 2
+    mouth_mid = (p[MOUTH_LEFT] + p[MOUTH_RIGHT]) / 2
+    chin = mouth_mid + 0.9 * (mouth_mid - eyes_mid)
+    neck = [Capsule(tuple(chin), tuple(at(shoulder_mid, 0.0, 0.08)), 0.2 * unit, 0.24 * unit)]
+    waist = shoulder_mid + 0.6 * (hip_mid - shoulder_mid)
+    chest = np.array(
+        [at(shoulder_mid, -0.26, -0.22), at(shoulder_mid, 0.26, -0.22), at(waist, 0.22, 0.12),
+         at(waist, -0.22, 0.12)]
+    )  # fmt: skip
+    pelvis = np.array(
+        [at(rh, -0.22, 0.28), at(lh, 0.22, 0.28), at(lh, 0.26, 0.0), at(lh, 0.2, -0.3),
+         at(hip_mid, 0.0, -0.32), at(rh, -0.2, -0.3), at(rh, -0.26, 0.0)]
+    )  # fmt: skip
+    rk, lk, ra, la = p[RIGHT_KNEE], p[LEFT_KNEE], p[RIGHT_ANKLE], p[LEFT_ANKLE]
+    knee_mid, ankle_mid = (rk + lk) / 2, (ra + la) / 2
+    hem = knee_mid + 0.35 * (ankle_mid - knee_mid)
+    hem_half_width = 0.5 * unit + 0.5 * abs(float(np.dot(lk - rk, side)))
+    skirt = np.array(
+        [at(rh, -0.26, 0.0), at(lh, 0.26, 0.0), hem + side * hem_half_width, hem - side * hem_half_width]
+    )
+
+    def arm(shoulder: int, elbow: int, wrist: int) -> list[Capsule]:
+        # It starts a little down the upper arm: the shoulder cap belongs to the torso (and to sleeves).
+        start = p[shoulder] + 0.2 * (p[elbow] - p[shoulder])
+        return [
+            Capsule(tuple(start), tuple(p[elbow]), 0.16 * unit, 0.13 * unit),
+            Capsule(tuple(p[elbow]), tuple(p[wrist]), 0.13 * unit, 0.1 * unit),
+        ]
+
+    def sleeve(shoulder: int, elbow: int) -> Capsule:
+        return Capsule(
+            tuple(p[shoulder]), tuple(p[shoulder] + 0.5 * (p[elbow] - p[shoulder])), 0.15 * unit, 0.14 * unit
+        )
+
+    def hand(wrist: int, index: int, pinky: int, thumb: int) -> list[Capsule]:
+        # From a little past the wrist joint, so a sleeve's cuff is not cut off.
+        knuckles = (p[index] + p[pinky]) / 2
+        start = p[wrist] + 0.35 * (knuckles - p[wrist])
+        fingertips = p[wrist] + 1.8 * (knuckles - p[wrist])
+        return [
+            Capsule(tuple(start), tuple(fingertips), 0.1 * unit, 0.1 * unit),
+            Capsule(tuple(start), tuple(p[wrist] + 1.4 * (p[thumb] - p[wrist])), 0.07 * unit, 0.06 * unit),
+        ]
+
+    def leg(hip: int, knee: int, ankle: int) -> list[Capsule]:
+        return [
+            Capsule(tuple(p[hip]), tuple(p[knee]), 0.27 * unit, 0.17 * unit),
+            Capsule(tuple(p[knee]), tuple(p[ankle]), 0.17 * unit, 0.11 * unit),
+        ]
+
+    def foot(ankle: int, heel: int, toe: int) -> list[Capsule]:
+        # From just under the ankle bone: trousers cover the ankle, shoes what is below it.
+        below_ankle = p[ankle] + 0.35 * (p[heel] - p[ankle])
+        return [
+            Capsule(tuple(below_ankle), tuple(p[heel]), 0.09 * unit, 0.09 * unit),
+            Capsule(tuple(p[heel]), tuple(p[toe]), 0.09 * unit, 0.07 * unit),
+        ]
+
+    def thigh_core(hip: int, knee: int) -> Capsule:
+        return Capsule(tuple(p[hip]), tuple(p[hip] + 0.4 * (p[knee] - p[hip])), 0.12 * unit, 0.1 * unit)
+
+    return BodyShapes(
+        unit=unit,
+        torso=torso,
+        head=head,
+        neck=neck,
+        chest=chest,
+        above_waist=half_plane(waist, above=True),
+        above_hips=half_plane(hip_mid, above=True),
+        pelvis=pelvis,
+        skirt=skirt,
+        below_mid_thigh=half_plane(hip_mid + 0.55 * (knee_mid - hip_mid), above=False),
+        below_high_waist=half_plane(at(hip_mid, 0.0, 0.6), above=False),
+        arms={
+            "right": arm(RIGHT_SHOULDER, RIGHT_ELBOW, RIGHT_WRIST),
+            "left": arm(LEFT_SHOULDER, LEFT_ELBOW, LEFT_WRIST),
+        },
+        sleeves=[sleeve(RIGHT_SHOULDER, RIGHT_ELBOW), sleeve(LEFT_SHOULDER, LEFT_ELBOW)],
+        hands={
+            "right": hand(RIGHT_WRIST, RIGHT_INDEX, RIGHT_PINKY, RIGHT_THUMB),
+            "left": hand(LEFT_WRIST, LEFT_INDEX, LEFT_PINKY, LEFT_THUMB),
+        },
+        legs={"right": leg(RIGHT_HIP, RIGHT_KNEE, RIGHT_ANKLE), "left": leg(LEFT_HIP, LEFT_KNEE, LEFT_ANKLE)},
+        feet={
+            "right": foot(RIGHT_ANKLE, RIGHT_HEEL, RIGHT_FOOT),
+            "left": foot(LEFT_ANKLE, LEFT_HEEL, LEFT_FOOT),
+        },
+        thigh_cores=[thigh_core(RIGHT_HIP, RIGHT_KNEE), thigh_core(LEFT_HIP, LEFT_KNEE)],
+    )
+
+
+def draw_capsules(frame: Frame, capsules: list[Capsule]) -> BoolMask:
+    canvas = frame.blank()
+    for capsule in capsules:
+        fill_polygon(canvas, frame, capsule.outline())
+    return canvas.view(np.bool_)  # the canvas holds only 0 and 1
+
+
+def draw_polygons(frame: Frame, *polygons: Points) -> BoolMask:
+    canvas = frame.blank()
+    for polygon in polygons:
+        fill_polygon(canvas, frame, polygon)
+    return canvas.view(np.bool_)  # the canvas holds only 0 and 1
+
+
+@dataclass(frozen=True)
+class RegionMasks:
+    """The regions a garment category involves, rasterised in one frame (see :func:`category_regions`)."""
+
+    target: BoolMask  # where the new garment goes, whatever is there now
+    band: BoolMask  # where it goes only over the worn garment or skin (not over the other garment)
+    core: BoolMask  # surely covered by the worn garment (unless skin shows there)
+    allowed: BoolMask  # where the worn garment may extend
+    excluded: BoolMask  # never garment: head column, hands, feet (for bottoms and dresses)
+    arms: BoolMask  # arms without hands: garment only where a sleeve covers them
+    sleeves: BoolMask  # upper arms near the shoulders: probably a top's sleeves, unless bare
+    neck: BoolMask  # below the chin: garment only where a collar covers it
+
+
+def category_regions(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> RegionMasks:
+    """Rasterise the regions a garment of ``category`` involves in ``frame``.
+
+    A top goes from the shoulders to the waist, and on to the hips over the worn top or bare skin (a
+    crop top's midriff) but not over the trousers' waistband; trousers and skirts go from the hips to
+    the ankles, and up to the waist over the worn bottom or skin; a dress from the shoulders to below
+    the knees. Arms, hands, the head column (face, hair, neck) and feet are carved out.
+    """
+    arms = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
+    hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    # The head column is never garment, except below the chin where a collar may be (GrabCut decides;
+    # the face and neck skin are seeded "surely not").
+    neck = draw_capsules(frame, shapes.neck)
+    head = draw_polygons(frame, shapes.head) & ~arms & ~hands & ~neck  # raised arms are arms, not head
+    feet = draw_capsules(frame, shapes.feet["right"] + shapes.feet["left"])
+    torso = draw_polygons(frame, shapes.torso)
+    chest = draw_polygons(frame, shapes.chest)
+    thigh_cores = draw_capsules(frame, shapes.thigh_cores)
+    # Tops and dresses have sleeves (or bare shoulders: skin); trousers do not.
+    sleeves = np.zeros_like(arms)
+    if category is not GarmentCategory.LOWER_BODY:
+        sleeves = draw_capsules(frame, shapes.sleeves)
+    if category is GarmentCategory.UPPER_BODY:
+        above_waist = draw_polygons(frame, shapes.above_waist)
+        target, band, core = torso & above_waist, torso & ~above_waist, chest
+        allowed = ~draw_polygons(frame, shapes.below_mid_thigh)
+        excluded = head | hands
+    elif category is GarmentCategory.LOWER_BODY:
+        above_hips = draw_polygons(frame, shapes.above_hips)
+        bottoms = draw_polygons(frame, shapes.pelvis) | draw_capsules(
+            frame, shapes.legs["right"] + shapes.legs["left"]
+        )
+        target, band, core = bottoms & ~above_hips, bottoms & above_hips, thigh_cores
+        allowed = draw_polygons(frame, shapes.below_high_waist)
+        excluded = head | hands | feet
+    else:
+        target = torso | draw_polygons(frame, shapes.skirt, shapes.pelvis)
+        band, core = np.zeros_like(target), chest | thigh_cores
+        allowed = np.ones_like(target)
+        excluded = head | hands | feet
+    carved = arms | excluded
+    return RegionMasks(
+        target=target & ~carved,
+        band=band & ~carved,
+        core=core & ~carved,
+        allowed=allowed & ~excluded,
+        excluded=excluded,
+        arms=arms & ~hands,
+        sleeves=sleeves & ~excluded,
+        neck=neck & ~excluded,
+    )
