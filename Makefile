@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -c constraints.txt
 
-.PHONY: setup system-deps venv protos lint format test test-slow test-all bench clean
+.PHONY: setup system-deps venv protos lint format test test-slow test-all bench clean up down test-e2e
 
 setup: system-deps venv  ## venv + all dependencies (every backend) + stubs check
 	@echo "setup done: run 'make test'"
@@ -33,10 +33,23 @@ format:
 	$(BIN)/ruff check --fix .
 
 test: lint  ## the default suite (what .ci/run runs first)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "not slow and not gpu and not e2e" -q
 
 test-slow:  ## the slow suites (also run by .ci/run); pytest's exit 5 means none are selected
-	$(BIN)/python -m pytest -m "slow and not gpu" -q || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m "slow and not gpu and not e2e" -q || [ $$? -eq 5 ]
+
+test-e2e:  ## the whole system started as `make up` does: end to end, load and faults (also run by .ci/run)
+	$(BIN)/python -m pytest -m e2e -q || [ $$? -eq 5 ]
+
+# The whole system on this machine: `make up` (HTTP_PORT=N for another port), `make down`.
+HTTP_PORT ?= 8080
+RUN_DIR ?= $(if $(filter 8080,$(HTTP_PORT)),.run,.run-$(HTTP_PORT))
+
+up:  ## Redis, the five services, the worker, the gateway and nginx; prints the URL when ready
+	$(BIN)/python -m tryon.localstack up --http-port $(HTTP_PORT) --run-dir $(RUN_DIR)
+
+down:  ## stop everything `make up` started (same HTTP_PORT)
+	$(BIN)/python -m tryon.localstack down --run-dir $(RUN_DIR)
 
 test-all: test test-slow
 

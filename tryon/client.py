@@ -18,14 +18,15 @@ import json
 import random
 import re
 import time
-from typing import Any, Generic, NoReturn, TypeVar
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tryon import imaging, protocol
+from tryon import imaging, progress, protocol
 from tryon.observability import grpc as observability_grpc
 from tryon.runtime.interceptor import RETRY_AFTER_KEY
 from tryon.stages import STAGE_TABLE, STAGES
@@ -242,21 +243,43 @@ class StageClient(Generic[In, Out]):
             except grpc.RpcError as error:
                 wait = _overload_wait(error, backoff)
                 if wait is None or time.monotonic() + wait >= deadline:
-                    self._raise_mapped(error)
+                    raise self._error(error) from error
                 time.sleep(wait)
                 backoff = min(backoff * 2, OVERLOAD_BACKOFF_S[1])
 
-    def _raise_mapped(self, error: grpc.RpcError) -> NoReturn:
-        """Raise the in-process exception of a failed call's status."""
+    def _stream(self, method: str, request: Any, *, timeout_s: float | None = None) -> Iterator[Any]:
+        """The messages of a server-streaming call, as they arrive; errors mapped as in :meth:`_call`, and
+        "at capacity" refusals (which come before any message) retried as there."""
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        backoff = OVERLOAD_BACKOFF_S[0]
+        while True:
+            call = getattr(self.stub, method)(request, timeout=max(0.001, deadline - time.monotonic()))
+            received = False
+            try:
+                for message in call:
+                    received = True
+                    yield message
+                return
+            except grpc.RpcError as error:
+                wait = None if received else _overload_wait(error, backoff)
+                if wait is None or time.monotonic() + wait >= deadline:
+                    raise self._error(error) from error
+            finally:
+                call.cancel()  # a no-op once the stream has ended; frees the server if we stopped reading
+            time.sleep(wait)
+            backoff = min(backoff * 2, OVERLOAD_BACKOFF_S[1])
+
+    def _error(self, error: grpc.RpcError) -> Exception:
+        """The exception a stage raises in process for the status a call ended with."""
         code, details = error.code(), error.details() or ""
         if code is grpc.StatusCode.INVALID_ARGUMENT:
             field = _FIELD_PREFIX.match(details)
-            raise StageInputError(details, field=field.group(1) if field else None) from error
+            return StageInputError(details, field=field.group(1) if field else None)
         if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise StageOverloadedError(f"{self.stage}: {details}") from error
+            return StageOverloadedError(f"{self.stage}: {details}")
         if code is grpc.StatusCode.FAILED_PRECONDITION:
-            raise ModelUnavailableError(details) from error
-        raise RemoteStageError(self.stage, code, details) from error
+            return ModelUnavailableError(details)
+        return RemoteStageError(self.stage, code, details)
 
 
 def _overload_wait(error: grpc.RpcError, backoff: float) -> float | None:
@@ -354,8 +377,19 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
             category=protocol.category_to_proto(inputs.category),
             options=protocol.options_to_proto(inputs.options),
         )
-        reply = self._call("Inpaint", request, timeout_s=timeout_s)
-        return InpaintOutput(image=protocol.image_from_proto(reply.image, field="image"))
+        if not progress.is_reporting():
+            reply = self._call("Inpaint", request, timeout_s=timeout_s)
+            return InpaintOutput(image=protocol.image_from_proto(reply.image, field="image"))
+        # Someone listens for progress: stream it, forwarding each step into the caller's reporter.
+        result: inpaint_pb2.InpaintResponse | None = None
+        for message in self._stream("InpaintStream", request, timeout_s=timeout_s):  # read to the status
+            if message.HasField("progress"):
+                progress.report_progress(message.progress.done, message.progress.total)
+            elif message.HasField("result"):
+                result = message.result
+        if result is None:
+            raise RemoteStageError(self.stage, grpc.StatusCode.INTERNAL, "the stream ended without a result")
+        return InpaintOutput(image=protocol.image_from_proto(result.image, field="image"))
 
 
 class BlendClient(StageClient[BlendInput, BlendOutput]):

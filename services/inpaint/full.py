@@ -30,6 +30,7 @@ import numpy.typing as npt
 from services.inpaint.lite import validate_inputs
 from tryon import models as model_registry
 from tryon.cancellation import raise_if_cancelled
+from tryon.progress import report_progress
 from tryon.settings import ModelSettings
 from tryon.types import (
     BackendInfo,
@@ -164,8 +165,9 @@ class _DropFp32CastWarning(logging.Filter):
         return "that should be kept in float32: []" not in record.getMessage()
 
 
-def _stop_if_cancelled(_pipeline: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+def _stop_if_cancelled(pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
     raise_if_cancelled()
+    report_progress(step + 1, pipeline.num_timesteps)
     return tensors
 
 

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from tryon.progress import report_progress
 from tryon.types import (
     BackendInfo,
     GarmentCategory,
@@ -59,6 +60,8 @@ SHADING_RANGE = (0.7, 1.3)
 #: Sigma (px) of the antialiasing of the clothing mask's edge.
 EDGE_SIGMA = 0.8
 WARMUP_SIZE = (256, 192)
+#: Sub-steps reported through :func:`tryon.progress.report_progress`: fill, shading, composite.
+LITE_STEPS = 3
 
 
 class LiteInpaint:
@@ -85,10 +88,12 @@ class LiteInpaint:
         garment_box = inputs.warped_garment[rows, cols]
 
         fill = fill_from_surroundings(person_box, mask_box)
+        report_progress(1, LITE_STEPS)
         garment_alpha = garment_box[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
         garment_alpha *= mask_box
         shading = shading_from_photo(person_box, mask_box, garment_alpha, long_side=max(person.shape[:2]))
         shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
+        report_progress(2, LITE_STEPS)
 
         alpha = (garment_alpha * antialiased_mask(mask_box))[..., None]
         composite = shaded_garment * alpha + fill * (1.0 - alpha)
@@ -97,6 +102,7 @@ class LiteInpaint:
         image = person.copy()
         image_box = image[rows, cols]  # a view: writing it writes the output
         image_box[mask_box] = composite_u8[mask_box]
+        report_progress(3, LITE_STEPS)
         return InpaintOutput(image=image)
 
     def info(self) -> BackendInfo:

@@ -1,10 +1,21 @@
-"""gRPC servicer of the inpaint stage: decode, call the backend, encode."""
+"""gRPC servicer of the inpaint stage: decode, call the backend, encode.
+
+``InpaintStream`` runs the backend in a worker thread that carries the call's context (so the
+interceptor's cancellation check reaches it) plus a progress reporter that queues each report; the
+handler thread turns the queue into stream messages as they come.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import grpc
 
-from tryon import imaging, protocol
+from tryon import imaging, progress, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
@@ -16,6 +27,45 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
     def Inpaint(
         self, request: inpaint_pb2.InpaintRequest, context: grpc.ServicerContext
     ) -> inpaint_pb2.InpaintResponse:
+        inputs, wire = self._decode(request)
+        return self._encode(self.backend.run(inputs), wire)
+
+    def InpaintStream(
+        self, request: inpaint_pb2.InpaintRequest, context: grpc.ServicerContext
+    ) -> Iterator[inpaint_pb2.InpaintStreamResponse]:
+        inputs, wire = self._decode(request)  # bad input fails before a thread is started
+        events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                with progress.reporting(lambda done, total: events.put(("progress", (done, total)))):
+                    events.put(("result", self.backend.run(inputs)))
+            except BaseException as error:  # handed to the handler thread, which raises it there
+                events.put(("error", error))
+
+        call_context = contextvars.copy_context()  # holds the interceptor's cancellation check
+        worker = threading.Thread(target=call_context.run, args=(work,), name="inpaint-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = events.get()
+                if kind == "progress":
+                    done, total = value
+                    yield inpaint_pb2.InpaintStreamResponse(
+                        progress=inpaint_pb2.InpaintProgress(done=done, total=total)
+                    )
+                elif kind == "result":
+                    yield inpaint_pb2.InpaintStreamResponse(result=self._encode(value, wire))
+                    return
+                else:
+                    raise value
+        finally:
+            # Also when the stream is abandoned (the caller went away): the backend sees the cancellation
+            # at its next step; waiting keeps the call's concurrency slot until the GPU is really free.
+            worker.join()
+
+    @staticmethod
+    def _decode(request: inpaint_pb2.InpaintRequest) -> tuple[InpaintInput, protocol.WireFormat]:
         options = protocol.options_from_proto(request.options)  # validates first: cheapest failure
         person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
@@ -29,21 +79,23 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
             request.pose_image, field="pose_image", max_side=imaging.WORKING_LONG_SIDE
         )
         protocol.require_size(pose_image, shape, field="pose_image")
-        result = self.backend.run(
-            InpaintInput(
-                person=person,
-                clothing_mask=clothing_mask,
-                warped_garment=protocol.rgba_from_proto(
-                    request.warped_garment,
-                    field="warped_garment",
-                    shape=shape,
-                    max_side=imaging.WORKING_LONG_SIDE,
-                ),
-                pose_image=pose_image,
-                category=protocol.category_from_proto(request.category),
-                options=options,
-            )
+        inputs = InpaintInput(
+            person=person,
+            clothing_mask=clothing_mask,
+            warped_garment=protocol.rgba_from_proto(
+                request.warped_garment,
+                field="warped_garment",
+                shape=shape,
+                max_side=imaging.WORKING_LONG_SIDE,
+            ),
+            pose_image=pose_image,
+            category=protocol.category_from_proto(request.category),
+            options=options,
         )
+        return inputs, wire
+
+    @staticmethod
+    def _encode(result: InpaintOutput, wire: protocol.WireFormat) -> inpaint_pb2.InpaintResponse:
         return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image, wire))
 
 

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 import tryon
 from tests.imagegen import draw_garment, person_photo, png_header_only
-from tryon import imaging, protocol
+from tryon import imaging, progress, protocol
 from tryon.backends import create_backend
 from tryon.client import ClientSettings, StageClient, remote_backends
 from tryon.local_services import RunningService, running_services, start_service
@@ -200,6 +200,20 @@ def test_chain_through_five_services_equals_the_in_process_pipeline(
     over_grpc = TryOnPipeline(clients).run(person, garment, options=GenerationOptions(seed=4))
     in_process = TryOnPipeline(local).run(person, garment, options=GenerationOptions(seed=4))
     assert imaging.encode_png(over_grpc.image) == imaging.encode_png(in_process.image)
+
+
+def test_inpaint_stream_reports_monotonic_progress_and_returns_the_unary_image(
+    clients: dict[str, StageClient], stage_inputs: dict[str, object]
+) -> None:
+    inputs = stage_inputs["inpaint"]
+    events: list[tuple[int, int]] = []
+    with progress.reporting(lambda done, total: events.append((done, total))):
+        streamed = clients["inpaint"].run(inputs)  # a reporter is active: InpaintStream
+    unary = clients["inpaint"].run(inputs)
+    assert events and events[-1][0] == events[-1][1]
+    assert [done for done, _ in events] == sorted({done for done, _ in events})  # strictly increasing
+    assert len({total for _, total in events}) == 1
+    assert streamed.image.tobytes() == unary.image.tobytes()
 
 
 def test_metrics_endpoint_counts_calls(

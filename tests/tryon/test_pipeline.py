@@ -12,7 +12,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity
 
 from tests.imagegen import draw_garment
-from tryon import imaging
+from tryon import imaging, progress
 from tryon.pipeline import TryOnPipeline, TryOnResult
 from tryon.settings import StageSettings
 from tryon.types import STAGES, BackendKind, GarmentCategory, GenerationOptions, StageInputError
@@ -114,3 +114,12 @@ def test_tiny_person_photo_is_a_clear_error(
 ) -> None:
     with pytest.raises(StageInputError, match="too small"):
         pipeline.run(person[:100, :100], garment)
+
+
+def test_progress_reporter_around_the_pipeline_gets_the_inpaint_steps(
+    pipeline: TryOnPipeline, person: np.ndarray, garment: np.ndarray
+) -> None:
+    events: list[tuple[int, int]] = []
+    with progress.reporting(lambda done, total: events.append((done, total))):
+        pipeline.run(person, garment)
+    assert events == [(1, 3), (2, 3), (3, 3)]  # the lite inpainter's fill, shading, composite

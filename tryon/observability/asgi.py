@@ -1,7 +1,7 @@
 """Tracing and job attribution for the gateway: ``app.add_middleware(TracingMiddleware)``.
 
 Each HTTP request runs inside a SERVER span (continuing an incoming ``traceparent``, if any); a request
-whose path names a job (``/api/jobs/{id}...``) runs as that job, so its log lines carry the job id. The
+whose path names a job (``/api/tryon/{id}...``) runs as that job, so its log lines carry the job id. The
 handler that creates a job sets it itself with ``job_context(job_id)`` before enqueueing, so the publish
 span, and through the Celery headers the worker's spans, join the request's trace.
 """
@@ -23,8 +23,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths about one job: /api/jobs/{id}, /api/jobs/{id}/events, /api/v1/jobs/{id}/result, ...
-JOB_PATH = re.compile(r"/jobs/(?P<job_id>[A-Za-z0-9_-]{6,64})(?:/|$)")
+#: Paths about one job: /api/tryon/{id}, /api/tryon/{id}/events, /api/jobs/{id}/result, ...
+JOB_PATH = re.compile(r"/(?:tryon|jobs)/(?P<job_id>[A-Za-z0-9_-]{6,64})(?:/|$)")
 
 
 class TracingMiddleware:

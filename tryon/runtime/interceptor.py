@@ -14,6 +14,9 @@ stage happens here, around the servicer's handler:
 * StageInputError -> INVALID_ARGUMENT, StageOverloadedError -> RESOURCE_EXHAUSTED,
   ModelUnavailableError -> FAILED_PRECONDITION, anything else -> INTERNAL (logged with its traceback);
 * one log line and the metrics for every call.
+
+Unary and server-streaming methods get the same treatment; a stream is one call from its first message
+to its last.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -119,30 +123,50 @@ class StageInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:  # fmt: skip
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(INFRA_SERVICE_PREFIXES) or handler.unary_unary is None:
+        if handler is None or method.startswith(INFRA_SERVICE_PREFIXES):
             return handler
-        behaviour = handler.unary_unary
         needs_backend = not method.endswith(ALWAYS_AVAILABLE_METHODS)
+        # Every call runs as the caller's job, in a span of the caller's trace (x-tryon-job-id / traceparent
+        # metadata).
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
 
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            # As the caller's job, in a span of the caller's trace (x-tryon-job-id / traceparent metadata).
-            with server_call(method, context):
-                return self._handle(method, needs_backend, behaviour, request, context)
+            def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+                with server_call(method, context), self._observed(method, context):
+                    if not needs_backend:
+                        return unary(request, context)
+                    with self._admitted(method, context), self._mapped(context):
+                        return unary(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(
+                guarded,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
 
-    def _handle(
-        self,
-        method: str,
-        needs_backend: bool,
-        behaviour: Callable[[Any, grpc.ServicerContext], Any],
-        request: Any,
-        context: grpc.ServicerContext,
-    ) -> Any:
+            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                # The whole stream is one call: admitted, cancellable, mapped and measured from its first
+                # message to its last (or until the caller goes away).
+                with server_call(method, context), self._observed(method, context):
+                    if not needs_backend:
+                        yield from stream(request, context)
+                        return
+                    with self._admitted(method, context), self._mapped(context):
+                        yield from stream(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    @contextmanager
+    def _observed(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """Latency, request count by code and one log line; ends an _Abort as its status. Once the backend's
+        setup has failed, every call ends here with the reason."""
         started = time.perf_counter()
         short_method = method.rsplit("/", 1)[-1]
         code = grpc.StatusCode.OK
@@ -151,14 +175,16 @@ class StageInterceptor(grpc.ServerInterceptor):
             failure = self.setup_failure()
             if failure is not None:
                 self._abort(grpc.StatusCode.UNAVAILABLE, failure)
-            if not needs_backend:
-                return behaviour(request, context)
-            return self._admit_and_run(behaviour, request, context, labels)
+            yield
         except _Abort as abort:
             code = abort.code
             if abort.retry_after_s is not None:
                 context.set_trailing_metadata(((RETRY_AFTER_KEY, str(round(abort.retry_after_s * 1000))),))
             context.abort(abort.code, abort.details)  # raises; grpc sends the status
+        except GeneratorExit:
+            # A stream abandoned by gRPC: the caller cancelled it or went away.
+            code = grpc.StatusCode.CANCELLED
+            raise
         except Exception:
             # A servicer's own context.abort(): grpc has recorded the status already.
             code = context.code() or grpc.StatusCode.UNKNOWN
@@ -171,13 +197,11 @@ class StageInterceptor(grpc.ServerInterceptor):
                 "rpc %s code=%s duration_ms=%.1f peer=%s", method, code.name, elapsed * 1000, context.peer()
             )
 
-    def _admit_and_run(
-        self,
-        behaviour: Callable[[Any, grpc.ServicerContext], Any],
-        request: Any,
-        context: grpc.ServicerContext,
-        labels: dict[str, str],
-    ) -> Any:
+    @contextmanager
+    def _admitted(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """Readiness, then a place in the queue, then a concurrency slot for the duration of the block.
+
+        The in-flight gauge counts the admitted calls (running or queued), nothing else."""
         if not self.ready.is_set():
             self._abort(grpc.StatusCode.UNAVAILABLE, f"{self.stage} backend is loading; retry shortly")
         if not self.admission.try_admit():
@@ -187,7 +211,7 @@ class StageInterceptor(grpc.ServerInterceptor):
                 f"{self.admission.max_queue} queued); retry later",
                 retry_after_s=self.admission.retry_after_s(),
             )
-        in_flight = self.metrics.in_flight.labels(**labels)  # admitted work calls only
+        in_flight = self.metrics.in_flight.labels(stage=self.stage, method=method.rsplit("/", 1)[-1])
         in_flight.inc()
         try:
             self.metrics.queued.labels(stage=self.stage).inc()
@@ -204,7 +228,7 @@ class StageInterceptor(grpc.ServerInterceptor):
                     self._abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before work began")
                 work_started = time.perf_counter()
                 try:
-                    return self._run_mapped(behaviour, request, context)
+                    yield
                 finally:
                     self.admission.record_duration(time.perf_counter() - work_started)
             finally:
@@ -213,19 +237,17 @@ class StageInterceptor(grpc.ServerInterceptor):
             in_flight.dec()
             self.admission.release_admission()
 
-    def _run_mapped(
-        self,
-        behaviour: Callable[[Any, grpc.ServicerContext], Any],
-        request: Any,
-        context: grpc.ServicerContext,
-    ) -> Any:
+    @contextmanager
+    def _mapped(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Runs the block cancellable by the caller's going away, with the stage errors mapped to _Abort."""
+
         def caller_gone() -> bool:
             remaining = context.time_remaining()
             return not context.is_active() or (remaining is not None and remaining <= 0)
 
         try:
             with cancellable(caller_gone):
-                return behaviour(request, context)
+                yield
         except CallCancelled as error:
             self._abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(error))
         except StageInputError as error:

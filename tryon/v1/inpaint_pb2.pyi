@@ -26,3 +26,19 @@ class InpaintResponse(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
+
+class InpaintProgress(_message.Message):
+    __slots__ = ("done", "total")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class InpaintStreamResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: InpaintProgress
+    result: InpaintResponse
+    def __init__(self, progress: _Optional[_Union[InpaintProgress, _Mapping]] = ..., result: _Optional[_Union[InpaintResponse, _Mapping]] = ...) -> None: ...

@@ -20,6 +20,11 @@ class InpaintStub(object):
                 request_serializer=tryon_dot_v1_dot_inpaint__pb2.InpaintRequest.SerializeToString,
                 response_deserializer=tryon_dot_v1_dot_inpaint__pb2.InpaintResponse.FromString,
                 )
+        self.InpaintStream = channel.unary_stream(
+                '/tryon.v1.Inpaint/InpaintStream',
+                request_serializer=tryon_dot_v1_dot_inpaint__pb2.InpaintRequest.SerializeToString,
+                response_deserializer=tryon_dot_v1_dot_inpaint__pb2.InpaintStreamResponse.FromString,
+                )
         self.GetInfo = channel.unary_unary(
                 '/tryon.v1.Inpaint/GetInfo',
                 request_serializer=tryon_dot_v1_dot_common__pb2.GetInfoRequest.SerializeToString,
@@ -32,6 +37,15 @@ class InpaintServicer(object):
 
     def Inpaint(self, request, context):
         """Generates the person wearing the warped garment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InpaintStream(self, request, context):
+        """The same generation, streaming progress: zero or more `progress` messages as the backend finishes its
+        steps (SDXL: one per denoising step; lite: its sub-steps), then exactly one `result`, which is what
+        Inpaint would have returned. Errors end the stream with the same status codes as Inpaint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -51,6 +65,11 @@ def add_InpaintServicer_to_server(servicer, server):
                     servicer.Inpaint,
                     request_deserializer=tryon_dot_v1_dot_inpaint__pb2.InpaintRequest.FromString,
                     response_serializer=tryon_dot_v1_dot_inpaint__pb2.InpaintResponse.SerializeToString,
+            ),
+            'InpaintStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.InpaintStream,
+                    request_deserializer=tryon_dot_v1_dot_inpaint__pb2.InpaintRequest.FromString,
+                    response_serializer=tryon_dot_v1_dot_inpaint__pb2.InpaintStreamResponse.SerializeToString,
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
@@ -81,6 +100,23 @@ class Inpaint(object):
         return grpc.experimental.unary_unary(request, target, '/tryon.v1.Inpaint/Inpaint',
             tryon_dot_v1_dot_inpaint__pb2.InpaintRequest.SerializeToString,
             tryon_dot_v1_dot_inpaint__pb2.InpaintResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def InpaintStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/tryon.v1.Inpaint/InpaintStream',
+            tryon_dot_v1_dot_inpaint__pb2.InpaintRequest.SerializeToString,
+            tryon_dot_v1_dot_inpaint__pb2.InpaintStreamResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -19,6 +19,7 @@ from services.inpaint.full import (
     to_canvas,
 )
 from tests.tiny_models import tiny_model_settings
+from tryon import progress
 from tryon.types import (
     GarmentCategory,
     GenerationOptions,
@@ -221,3 +222,10 @@ def test_effective_steps_always_denoise_at_least_once() -> None:
     assert effective_steps(GenerationOptions(steps=30, strength=0.99)) == 30
     steps = effective_steps(GenerationOptions(steps=1, strength=0.3))
     assert int(steps * 0.3) >= 1
+
+
+def test_reports_one_progress_event_per_denoising_step(inpaint: FullInpaint) -> None:
+    events: list[tuple[int, int]] = []
+    with progress.reporting(lambda done, total: events.append((done, total))):
+        inpaint.run(_inputs(seed=1, steps=4))  # diffusers runs int(4 x 0.99) = 3 steps
+    assert events == [(1, 3), (2, 3), (3, 3)]
