@@ -1,25 +1,38 @@
 # Two commands a new user needs: `make setup`, then `make test`.
 PYTHON ?= python3.11
 VENV ?= .venv
+# checkov, in a venv of its own: its dependency pins clash with the project's (tests/deploy run it from here).
+TOOLS_VENV ?= .venv-tools
+CHECKOV_VERSION := 3.3.30
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -c constraints.txt
 
-.PHONY: setup system-deps venv protos lint format test test-slow test-all bench clean up down test-e2e
+.PHONY: setup system-deps venv tools protos lint format test test-slow test-all bench clean up down test-e2e
 
-setup: system-deps venv  ## venv + all dependencies (every backend) + stubs check
+setup: system-deps venv tools  ## venv + all dependencies (every backend) + stubs check
 	@echo "setup done: run 'make test'"
 
-system-deps:  ## redis-server for the tests that start their own Redis (apt, when missing and possible)
-	@command -v redis-server >/dev/null 2>&1 || { \
+system-deps:  ## redis-server, nginx and chromium for the tests that start their own (apt, when missing and possible)
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
-	  else echo "warning: redis-server missing; install it (apt-get install redis-server)" >&2; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "warning: missing$$missing; install with apt-get install$$missing" >&2; fi; \
+	fi
 
 venv:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==26.3
 	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[dev]'
+
+tools:  ## checkov for tests/deploy, in its own venv (.venv-tools)
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q --upgrade pip==26.3
+	$(TOOLS_VENV)/bin/python -m pip install -q -c constraints-tools.txt checkov==$(CHECKOV_VERSION)
 
 protos:  ## regenerate tryon/v1 from protos/
 	$(BIN)/python scripts/gen_protos.py
@@ -57,4 +70,4 @@ bench:
 	$(BIN)/python bench/bench_lite.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache *.egg-info

@@ -141,7 +141,14 @@ def _service_config(service: str, attempts: int) -> str:
             "backoffMultiplier": 2,
             "retryableStatusCodes": ["UNAVAILABLE"],
         }
-    return json.dumps({"methodConfig": [method_config]})
+    return json.dumps(
+        {
+            # Every address the target resolves to (a headless Service: each ready pod) gets calls in turn;
+            # pick_first, gRPC's default, would send all of them to one pod. docs/DEPLOY.md, "Load balancing".
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "methodConfig": [method_config],
+        }
+    )
 
 
 def channel_options(service: str, settings: ClientSettings) -> list[tuple[str, Any]]:

@@ -37,7 +37,8 @@ ColourMode = Literal["RGB", "RGBA", "L"]
 #: message's width and height give the shape, the byte count the channels (1, 3 or 4). PNG costs tens of
 #: milliseconds per 1024 px image to encode and decode, more than a lite stage's own work.
 RAW_MEDIA_TYPE = "image/x-raw"
-_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+#: MPO is how Pillow names the multi-picture JPEGs many phones write (the first picture is the photo).
+_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
 
 
 def decode_image(

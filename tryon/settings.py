@@ -57,6 +57,11 @@ class StageSettings(BaseSettings):
     #: Calls waiting beyond max_concurrency before RESOURCE_EXHAUSTED.
     max_queue: int = Field(default=16, ge=0, le=10_000)
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=600)
+    #: Close each client connection after this long (GOAWAY; calls on it finish first, for up to the grace
+    #: period), so clients balancing round-robin re-resolve the name and find new replicas. None: never.
+    max_connection_age_s: float | None = Field(default=None, gt=0)
+    #: How long calls on an aged connection may still run: longer than the slowest call's deadline.
+    max_connection_age_grace_s: float = Field(default=600.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 

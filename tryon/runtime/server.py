@@ -86,6 +86,20 @@ class StageServer:
         self._metrics_http: Any = None
 
         max_bytes = settings.max_message_mb * 1024 * 1024
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ]
+        if settings.max_connection_age_s is not None:
+            # Clients balance round-robin over every address of a stage's name (headless Service) but
+            # re-resolve only when a connection closes: aged connections make new replicas join.
+            options += [
+                ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
+            ]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=max_concurrency + settings.max_queue + _INFRA_THREADS,
@@ -94,13 +108,7 @@ class StageServer:
             interceptors=[
                 StageInterceptor(stage, self.metrics, self.admission, self.ready, self.setup_failure)
             ],
-            options=[
-                ("grpc.max_receive_message_length", max_bytes),
-                ("grpc.max_send_message_length", max_bytes),
-                ("grpc.so_reuseport", 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
-            ],
+            options=options,
         )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -1,8 +1,9 @@
-"""The stage images and the Compose file, checked without a Docker engine.
+"""The images: one recipe per kind, pinned bases, non-root, no build tools or weights in the final image.
 
-What can be run here is run for real: each Dockerfile's requirements step against pyproject.toml, and its
-HEALTHCHECK one-liner (and Compose's) against a live service. The rest is read structurally and compared with
-the stage registry (tryon/stages.py), so a port or entrypoint changed in one place fails here.
+What can be run here is run for real: hadolint on every Dockerfile, each image's requirements step against
+pyproject.toml, a CPU stage's whole serving path on the base dependencies alone, and the HEALTHCHECK
+one-liners against a live service. The rest is read structurally and compared with the stage registry
+(tryon/stages.py), so a port or entrypoint changed in one place fails here.
 """
 
 from __future__ import annotations
@@ -20,79 +21,117 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from tests.deploy.conftest import IMAGES, REPO, Image, dev_tool
+from tests.deploy.dockerfiles import build_stages, global_args, healthcheck_command, only
 from tryon.local_services import RunningService, free_port, start_service
-from tryon.stages import STAGE_TABLE
-from tryon.types import STAGES
+from tryon.stages import STAGE_TABLE, STAGES
 
-REPO = Path(__file__).resolve().parents[2]
 GPU_STAGES = tuple(stage for stage in STAGES if STAGE_TABLE[stage].gpu)
 CPU_STAGES = tuple(stage for stage in STAGES if not STAGE_TABLE[stage].gpu)
+PYTHON_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+CUDA_BASE = re.compile(r"^nvidia/cuda:(\d+)\.\d+\.\d+-base-ubuntu24\.04$")
 
 
-def dockerfile(stage: str) -> str:
-    return (REPO / "services" / stage / "Dockerfile").read_text()
+def text(image: Image) -> str:
+    return image.dockerfile.read_text()
 
 
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
-    logical: list[str] = []
-    pending = ""
-    for line in text.splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1]
-            continue
-        logical.append(pending + line)
-        pending = ""
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in logical]
+def stage_image(stage: str) -> Image:
+    return IMAGES[f"tryon-{stage}"]
 
 
-def only(text: str, instruction: str, stage_index: int = -1) -> list[str]:
-    """Arguments of every ``instruction`` in one build stage (default: the final image)."""
-    stages: list[list[tuple[str, str]]] = []
-    for name, arguments in instructions(text):
-        if name == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((name, arguments))
-    return [arguments for name, arguments in stages[stage_index] if name == instruction]
+def all_dockerfiles() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*Dockerfile"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return sorted(REPO / path for path in listed)
 
 
-def healthcheck_command(text: str) -> list[str]:
-    (arguments,) = only(text, "HEALTHCHECK")
-    return json.loads(arguments[arguments.index("CMD") + 3 :])
+# ------------------------------------------------------------------------------------- every image
 
 
-# ------------------------------------------------------------------------------------- Dockerfiles
+def test_every_dockerfile_is_an_image_of_the_project() -> None:
+    assert set(all_dockerfiles()) == {image.dockerfile for image in IMAGES.values()}
+
+
+@pytest.mark.parametrize("path", all_dockerfiles(), ids=lambda path: str(path.relative_to(REPO)))
+def test_hadolint_is_clean(path: Path) -> None:
+    result = subprocess.run([dev_tool("hadolint"), str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -> None:
+    image = IMAGES[name]
+    dockerfile = text(image)
+    bases = global_args(dockerfile)
+    assert PYTHON_BASE.match(bases["PYTHON_IMAGE"]), "the slim Python base, pinned to a patch release"
+    stages = build_stages(dockerfile)
+    assert len(stages) == 2 and only(dockerfile, "FROM", 0) == ["${PYTHON_IMAGE} AS build"]
+    final_base = only(dockerfile, "FROM")[0]
+    if image.kind == "gpu":
+        assert final_base == "${CUDA_IMAGE}" and CUDA_BASE.match(bases["CUDA_IMAGE"])
+        # uv's standalone CPython comes along with the venv; the CUDA base has no Python of its own.
+        assert only(dockerfile, "COPY") == [
+            "--from=build /opt/python /opt/python",
+            "--from=build /opt/venv /opt/venv",
+        ]
+    else:
+        assert final_base == "${PYTHON_IMAGE}"
+        assert only(dockerfile, "COPY") == ["--from=build /opt/venv /opt/venv"]
+    (user,) = only(dockerfile, "USER")
+    uid, gid = user.split(":")
+    assert uid.isdigit() and int(uid) > 10000 and gid.isdigit(), (
+        "numeric non-root (runAsNonRoot, UID > 10000)"
+    )
+    # Nothing is built or installed in the final image: apt for two runtime libraries only, and no pip / uv.
+    (run,) = only(dockerfile, "RUN")
+    assert "uv " not in run and "pip install" not in run
+    assert "--no-install-recommends" in run and "rm -rf /var/lib/apt/lists/*" in run
+    assert only(dockerfile, "HEALTHCHECK"), "a health check"
+    assert "PYTHONDONTWRITEBYTECODE=1" in only(dockerfile, "ENV")[0]
+
+
+def test_cuda_base_matches_the_cuda_of_the_torch_wheels() -> None:
+    """The CUDA base image and the nvidia-* wheels torch pulls must be one CUDA major version: the driver
+    the host needs is the newer of the two."""
+    pins = dict(
+        line.split("==", 1) for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    wheel_major = pins["nvidia-cuda-runtime"].split(".")[0]
+    for stage in GPU_STAGES:
+        match = CUDA_BASE.match(global_args(text(stage_image(stage)))["CUDA_IMAGE"])
+        assert match and match.group(1) == wheel_major, (stage, wheel_major)
+
+
+# ------------------------------------------------------------------------------------- stage images
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_image_serves_its_stage_on_the_default_ports_as_non_root(stage: str) -> None:
-    text = dockerfile(stage)
-    defaults = STAGE_TABLE[stage]
-    assert json.loads(only(text, "ENTRYPOINT")[0]) == ["python", "-m", f"services.{stage}"]
-    assert only(text, "EXPOSE") == [f"{defaults.port} {defaults.metrics_port}"]
-    (user,) = only(text, "USER")
-    uid = user.split(":")[0]
-    assert uid.isdigit() and int(uid) != 0, "numeric non-root user (Kubernetes runAsNonRoot)"
-    # The final image is built from the slim Python base, never from the build stage's compilers.
-    assert only(text, "FROM")[0] == "${PYTHON_IMAGE}"
-    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+def test_stage_image_serves_its_stage_on_the_default_ports(stage: str) -> None:
+    dockerfile = text(stage_image(stage))
+    entry = STAGE_TABLE[stage]
+    assert json.loads(only(dockerfile, "ENTRYPOINT")[0]) == ["python", "-m", f"services.{stage}"]
+    assert only(dockerfile, "EXPOSE") == [f"{entry.port} {entry.metrics_port}"]
     # mediapipe / opencv-contrib-python is the non-headless cv2: it needs libGL and glib at import.
-    (apt,) = [run for run in only(text, "RUN") if "apt-get install" in run]
-    assert "libgl1" in apt and "libglib2.0-0" in apt and "rm -rf /var/lib/apt/lists/*" in apt
+    (apt,) = only(dockerfile, "RUN")
+    assert "libgl1" in apt and "libglib2.0-0" in apt
+    command = healthcheck_command(dockerfile)
+    assert f"os.environ.get('TRYON_PORT', '{entry.port}')" in command[-1]
+    if entry.gpu:
+        # The weights come from the mounted cache, never from the image.
+        assert "HF_HOME=/models" in only(dockerfile, "ENV")[0]
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_image_installs_only_its_extras_with_the_constraints(stage: str, tmp_path: Path) -> None:
-    text = dockerfile(stage)
-    build_runs = only(text, "RUN", stage_index=0)
+def test_stage_image_installs_only_its_extras_with_the_constraints(stage: str, tmp_path: Path) -> None:
+    dockerfile = text(stage_image(stage))
+    build_runs = only(dockerfile, "RUN", stage_index=0)
     (requirements_step,) = [run for run in build_runs if "requirements.txt" in run]
-    assert "-c constraints.txt" in requirements_step
-    assert any(run == "pip install --no-deps -c constraints.txt ." for run in build_runs)
+    assert "uv pip install -r requirements.txt -c constraints.txt" in requirements_step
+    assert build_runs[-1] == "uv pip install --no-deps -c constraints.txt ."
     # Run the image's own requirements step on the real pyproject.toml.
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     script = shlex.split(requirements_step.split(">", 1)[0].replace("python -c", "", 1))[0]
@@ -108,62 +147,40 @@ def test_image_installs_only_its_extras_with_the_constraints(stage: str, tmp_pat
     assert not names & {"celery", "fastapi", "pytest"}
 
 
-def test_gpu_images_share_one_recipe_and_cpu_images_another() -> None:
+def test_gpu_stage_images_share_one_recipe_and_cpu_stage_images_another() -> None:
     """The five files are written out in full (one per image, no build args to remember); they may differ
-    only in the stage's name, ports and descriptive comments."""
+    only in the stage's name, ports, start period and comments."""
 
     def normalised(stage: str) -> str:
-        defaults = STAGE_TABLE[stage]
-        text = "\n".join(line for line in dockerfile(stage).splitlines() if not line.startswith("#"))
-        text = text.replace(str(defaults.port), "PORT").replace(str(defaults.metrics_port), "METRICS")
-        text = re.sub(r"--start-period=\d+s", "--start-period=N", text)
-        return text.replace(f"services.{stage}", "services.STAGE")
+        entry = STAGE_TABLE[stage]
+        lines = [line for line in text(stage_image(stage)).splitlines() if not line.startswith("#")]
+        joined = "\n".join(lines).replace(str(entry.port), "PORT").replace(str(entry.metrics_port), "METRICS")
+        joined = re.sub(r"--start-period=\d+s", "--start-period=N", joined)
+        return joined.replace(f"services.{stage}", "services.STAGE")
 
     assert len({normalised(stage) for stage in GPU_STAGES}) == 1
     assert len({normalised(stage) for stage in CPU_STAGES}) == 1
 
 
-def _dev_tool(name: str) -> str:
-    """A command-line tool of the dev extra: next to this interpreter in the venv, else on PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    assert found, f"{name} is missing: it is in the dev extra (make setup installs it)"
-    return found
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_hadolint_is_clean(stage: str) -> None:
-    result = subprocess.run(
-        [_dev_tool("hadolint"), str(REPO / "services" / stage / "Dockerfile")], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_compose_files_match_the_compose_specification(tmp_path: Path) -> None:
-    files = [str(REPO / "docker-compose.yml"), str(REPO / "docker-compose.gpu.yml")]
-    validate = [_dev_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec"]
-    result = subprocess.run([*validate, *files], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    # The validator really checks: a misspelled key fails.
-    broken = tmp_path / "broken.yml"
-    broken.write_text((REPO / "docker-compose.yml").read_text().replace("healthcheck:", "healthchek:", 1))
-    assert subprocess.run([*validate, str(broken)], capture_output=True, text=True).returncode != 0
-
-
-def test_dockerignore_keeps_the_context_to_what_the_images_copy() -> None:
+def test_dockerignore_keeps_weights_and_the_venv_out_of_the_context() -> None:
     patterns = {
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert {".venv/", ".git/", "tests/", "**/*.safetensors"} <= patterns
+    assert {".venv/", ".venv-tools/", ".git/", "tests/", "**/*.safetensors", "**/*.bin"} <= patterns
     copied = {
-        arguments.split()[0].rstrip("/")
-        for stage in STAGES
-        for arguments in only(dockerfile(stage), "COPY", stage_index=0)
+        arguments.split()[-2].rstrip("/")
+        for image in IMAGES.values()
+        for build_stage in build_stages(text(image))
+        for name, arguments in build_stage
+        if name == "COPY" and not arguments.startswith("--from")
     }
-    assert copied == {"pyproject.toml", "tryon", "services"}
+    assert copied, "the images copy sources"
     assert not any(pattern.rstrip("/") in copied | {"constraints.txt"} for pattern in patterns)
+
+
+# ------------------------------------------------------------------------------------- CPU stages run lean
 
 
 def canonical(name: str) -> str:
@@ -257,48 +274,6 @@ def test_cpu_stage_runs_on_the_base_dependencies_alone(stage: str, tmp_path: Pat
     assert "cv2" in owners and "torch" not in owners and "mediapipe" not in owners
 
 
-# ------------------------------------------------------------------------------------- Compose
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
-
-
-def test_compose_runs_the_five_stages_and_redis(compose: dict) -> None:
-    assert set(compose["services"]) == {*STAGES, "redis"}
-    for stage in STAGES:
-        service = compose["services"][stage]
-        defaults = STAGE_TABLE[stage]
-        assert service["build"] == {"context": ".", "dockerfile": f"services/{stage}/Dockerfile"}
-        assert (REPO / service["build"]["dockerfile"]).is_file()
-        environment = service["environment"]
-        assert environment["TRYON_PORT"] == str(defaults.port)
-        assert environment["TRYON_METRICS_PORT"] == str(defaults.metrics_port)
-        assert environment["TRYON_BACKEND"] == "${TRYON_BACKEND:-auto}"
-        assert service["ports"] == [
-            f"127.0.0.1:{defaults.port}:{defaults.port}",
-            f"127.0.0.1:{defaults.metrics_port}:{defaults.metrics_port}",
-        ]
-        # Compose waits longer than the service's own drain before it kills.
-        assert int(service["stop_grace_period"].rstrip("s")) > float(environment["TRYON_SHUTDOWN_GRACE_S"])
-        if stage in GPU_STAGES:
-            assert service["volumes"] == ["models:/models"] and environment["HF_HOME"] == "/models"
-            assert environment["TRYON_MODELS__OFFLINE"] == "true", "serving never downloads"
-        else:
-            assert "volumes" not in service and "HF_HOME" not in environment
-    assert set(compose["volumes"]) == {"models", "redis-data"}
-    assert compose["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
-
-
-def test_gpu_override_reserves_a_gpu_for_the_gpu_stages_only() -> None:
-    override = yaml.safe_load((REPO / "docker-compose.gpu.yml").read_text())
-    assert set(override["services"]) == set(GPU_STAGES)
-    for service in override["services"].values():
-        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
-        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
-
-
 # ------------------------------------------------------------------------------------- health checks, live
 
 
@@ -326,7 +301,7 @@ def test_health_check_commands_pass_on_a_serving_stage_and_fail_without_one(
     source: str, warp_service: RunningService, compose: dict
 ) -> None:
     if source == "Dockerfile":
-        command = healthcheck_command(dockerfile("warp"))
+        command = healthcheck_command(text(stage_image("warp")))
     else:
         command = compose["services"]["warp"]["healthcheck"]["test"][1:]
     command = [sys.executable if part == "python" else part for part in command]
@@ -334,9 +309,3 @@ def test_health_check_commands_pass_on_a_serving_stage_and_fail_without_one(
     assert _wait_serving(command, env) == 0
     nobody = {**os.environ, "TRYON_PORT": str(free_port())}
     assert subprocess.run(command, env=nobody, capture_output=True, timeout=30).returncode != 0
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_dockerfile_health_check_defaults_to_the_stage_port(stage: str) -> None:
-    command = healthcheck_command(dockerfile(stage))
-    assert f"os.environ.get('TRYON_PORT', '{STAGE_TABLE[stage].port}')" in command[-1]

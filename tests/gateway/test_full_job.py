@@ -1,0 +1,136 @@
+"""A whole job through the real stack: gateway -> Redis -> Celery worker -> five lite gRPC services ->
+storage, followed over server-sent events, with the signed webhook received by a local HTTP server."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.gateway.conftest import RunningGateway, running_gateway
+from tests.gateway.test_events import read_events
+from tryon.jobs.webhooks import SIGNATURE_HEADER, verify_signature
+from tryon.local_services import RunningService
+
+# The worker's test helpers (five lite services, a worker process); fixtures are re-exported by name.
+worker_tests = pytest.importorskip(
+    "tests.orchestrator.conftest", reason="the orchestrator (worker) is not here"
+)
+lite_services = worker_tests.lite_services
+expected_result = worker_tests.expected_result
+Worker = worker_tests.Worker
+PERSON_PNG, GARMENT_PNG = worker_tests.PERSON_PNG, worker_tests.GARMENT_PNG
+
+pytestmark = pytest.mark.slow  # five services and a worker start (~30 s on 2 cores)
+
+SECRET = "test-webhook-secret"
+
+
+class Receiver:
+    """A webhook receiver on a loopback port; keeps every request's body and headers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, dict[str, str]]] = []
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.calls.append((body, {key.lower(): value for key, value in self.headers.items()}))
+                self.send_response(204)
+                self.end_headers()
+                receiver.arrived.set()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/tryon"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, lite_services: dict[str, RunningService]
+) -> Iterator[tuple[RunningGateway, Worker]]:
+    tmp = tmp_path_factory.mktemp("full-job")
+    env = {
+        **worker_tests.base_env(redis_url, "gateway-e2e"),
+        **worker_tests.service_env(lite_services),
+        "TRYON_STORAGE_DIR": str(tmp / "storage"),
+        "TRYON_SIGNING_KEY": "e2e-signing-key",
+        "TRYON_WEBHOOK_SECRET": SECRET,
+        "TRYON_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    worker = worker_tests.start_worker(env, tmp / "worker.log")
+    settings = {
+        key.removeprefix("TRYON_").lower(): value for key, value in env.items() if key.startswith("TRYON_")
+    }
+    settings = {key: value for key, value in settings.items() if key in {
+        "redis_url", "queue_name", "webhook_queue_name", "storage_dir", "signing_key", "webhook_secret",
+        "webhook_allow_private",
+    }}  # fmt: skip
+    try:
+        with running_gateway(tmp, redis_url, **settings) as gateway:
+            yield gateway, worker
+    finally:
+        worker.stop()
+
+
+def test_a_job_end_to_end_with_events_result_and_signed_webhook(
+    stack: tuple[RunningGateway, Worker], expected_result: np.ndarray
+) -> None:
+    gateway, worker = stack
+    receiver = Receiver()
+    try:
+        with gateway.client(timeout=120) as client:
+            files = {
+                "person": ("person.png", PERSON_PNG, "image/png"),
+                "garment": ("garment.png", GARMENT_PNG, "image/png"),
+            }
+            reply = client.post(
+                "/api/tryon", files=files, data={"category": "upper_body", "webhook_url": receiver.url}
+            )
+            assert reply.status_code == 202, reply.text
+            job = reply.json()
+            with client.stream("GET", job["events_url"]) as stream:
+                events = [json.loads(data) for name, data in read_events(stream) if name == "status"]
+            final = events[-1]
+            assert final["status"] == "succeeded", (final, worker.output())
+            stages = {event["stage"] for event in events if event["status"] == "running"}
+            assert {"segmentation", "warp", "inpaint", "blend"} <= stages
+            assert set(final["timings"]) >= {"segmentation", "pose", "warp", "inpaint", "blend"}
+
+            status = client.get(job["status_url"]).json()
+            result = client.get(status["result_url"])
+            assert result.status_code == 200
+            pixels = np.asarray(Image.open(io.BytesIO(result.content)).convert("RGB"))
+            # The worker ran the same lite pipeline on the photos the gateway stored (lossless PNG copies).
+            assert pixels.shape == expected_result.shape
+            assert np.abs(pixels.astype(int) - expected_result.astype(int)).mean() < 1.0
+
+            assert receiver.arrived.wait(60), worker.output()
+            body, headers = receiver.calls[0]
+            assert verify_signature(body, headers[SIGNATURE_HEADER.lower()], SECRET)
+            hook = json.loads(body)
+            assert hook["id"] == job["id"] and hook["status"] == "succeeded"
+            assert not verify_signature(body + b" ", headers[SIGNATURE_HEADER.lower()], SECRET)
+
+            assert client.delete(job["status_url"]).status_code == 204
+            assert client.get(job["status_url"]).status_code == 404
+            assert not (Path(gateway.settings.storage_dir) / job["id"]).exists()
+    finally:
+        receiver.close()
