@@ -296,7 +296,7 @@
 
   function stageText(doc) {
     if (doc.status === "queued") return STAGE_LABELS.queued;
-    const label = STAGE_LABELS[doc.stage] || (doc.stage ? `Stage: ${doc.stage}` : "Working");
+    const label = STAGE_LABELS[doc.stage] || (doc.stage ? `Stage: ${doc.stage}` : "Starting");
     return `${label} (${Math.round(doc.progress || 0)}%)`;
   }
 
@@ -430,7 +430,9 @@
   });
 
   function formatTimings(timings) {
-    const total = Object.values(timings || {}).reduce((sum, value) => sum + Number(value || 0), 0);
+    // "total" is the whole job; without it, the stages' sum.
+    const stages = Object.entries(timings || {}).filter(([name]) => name !== "total");
+    const total = Number(timings?.total) || stages.reduce((sum, [, value]) => sum + Number(value || 0), 0);
     return total > 0 ? `in ${total.toFixed(1)} s` : "";
   }
 

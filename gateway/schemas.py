@@ -38,7 +38,7 @@ class TryOnOptions(BaseModel):
     )
 
     def pipeline_options(self) -> dict[str, Any]:
-        """The options the worker passes to the inpaint stage (names of tryon.types.InpaintOptions)."""
+        """The options the worker passes to the inpaint stage (names of tryon.types.GenerationOptions)."""
         named = {
             "seed": self.seed,
             "steps": self.steps,

@@ -84,8 +84,9 @@ def mask_from_proto(
             f"{field}: mask is {mask.shape[1]}x{mask.shape[0]} but the person image is {shape[1]}x{shape[0]}",
             field=field,
         )
-    # Masks may arrive anti-aliased or JPEG-compressed: threshold to the 0/255 convention.
-    return np.where(mask >= 128, 255, 0).astype(np.uint8)
+    # Masks may arrive anti-aliased or JPEG-compressed: below 128 is outside. Values above are kept: the
+    # lite stages carry surface kinds in the clothing mask's values (tryon.vision.mask_kinds).
+    return np.where(mask >= 128, mask, 0).astype(np.uint8)
 
 
 def require_size(image: npt.NDArray[np.uint8], shape: tuple[int, int], *, field: str) -> None:

@@ -2,9 +2,11 @@
 
 Weight-free and deterministic (classic CV only; no torch). Inside the clothing mask:
 
-1. **Fill.** Everything the old garment occupied is first replaced by a fill grown from the pixels around
-   the mask (OpenCV's Telea inpainting at reduced resolution, upsampled): where the new garment does not
-   reach (a narrower cut, a shorter hem) skin or background continues instead of the old garment.
+1. **Fill.** Where the new garment does not reach the worn garment it replaces (a narrower cut, a shorter
+   hem, shorter sleeves), a fill by kind of surface (:func:`fill_by_kind`, driven by the clothing mask's
+   values, see :mod:`tryon.vision.mask_kinds`): skin from the person's nearest skin, background from the
+   nearest background, the garment below continued upwards; never a mix of kinds. Where the mask only
+   allows the new garment (the body around the old one) the photo stays.
 2. **Shading.** The photo's luminance detail, ``shading = L / base(L)``, carries the folds and shadows of
    the worn garment onto the new one. ``base`` is an edge-aware smoothing over the mask only (a guided
    filter of log-luminance, after a median filter that drops thin prints and seams), so the old garment's
@@ -33,6 +35,7 @@ from tryon.types import (
     RGBImage,
     StageInputError,
 )
+from tryon.vision import mask_kinds
 from tryon.vision.images import shrink_factor, shrunk_size
 
 FloatImage = npt.NDArray[np.float32]
@@ -40,8 +43,10 @@ FloatImage = npt.NDArray[np.float32]
 #: The fill is grown at this long side (of the mask's bounding box): it only has to continue the colours
 #: around the mask, and Telea's cost grows with the number of masked pixels.
 FILL_LONG_SIDE = 256
-#: Telea neighbourhood radius at the fill resolution.
-FILL_RADIUS = 3
+#: Fewer skin-coloured pixels than this (at the fill resolution) are no skin to copy.
+SKIN_MIN_SOURCES = 12
+#: Sigma (px at the fill resolution) of the blur that hides seams between the fill's sources.
+FILL_BLUR = 1.5
 #: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
 #: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
 FILL_GUARD = 2
@@ -80,14 +85,17 @@ class LiteInpaint:
     def run(self, inputs: InpaintInput, /) -> InpaintOutput:
         validate_inputs(inputs)  # the seed is validated but unused: this backend is deterministic
         person = inputs.person
-        mask = inputs.clothing_mask > 127
+        values = inputs.clothing_mask
+        mask = mask_kinds.edit_region(values)
         rows, cols = _bounding_box(mask, margin=_margin(person.shape[:2]))
 
         person_box = person[rows, cols]
         mask_box = mask[rows, cols]
+        values_box = values[rows, cols]
         garment_box = inputs.warped_garment[rows, cols]
 
-        fill = fill_from_surroundings(person_box, mask_box)
+        replace_box = mask_kinds.replace_region(values_box)
+        fill = fill_by_kind(person_box, values_box) if replace_box.any() else person_box.astype(np.float32)
         report_progress(1, LITE_STEPS)
         garment_alpha = garment_box[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
         garment_alpha *= mask_box
@@ -112,28 +120,97 @@ class LiteInpaint:
 # ---------------------------------------------------------------------------------------------- steps
 
 
-def fill_from_surroundings(person: RGBImage, mask: npt.NDArray[np.bool_]) -> FloatImage:
-    """An estimate of what lies under ``mask`` without the garment, grown from the pixels around it.
+def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
+    """What lies under the garment being replaced, each pixel from one kind of surface (float32 RGB).
 
-    Telea inpainting at reduced resolution (the fill only shows where the new garment does not reach,
-    usually thin slivers at the mask's edge), upsampled to ``person``'s size; float32 RGB.
+    ``values`` is the clothing mask (:mod:`tryon.vision.mask_kinds`). Pixels outside the replaced region
+    keep the photo. Inside it, computed at reduced resolution and upsampled:
+
+    - "nearest": the colour of the nearest pixel outside the replaced region (background beside the body);
+    - "skin": the colour of the nearest skin-coloured pixel outside it (a forearm below an old sleeve), or
+      "nearest" when no skin shows anywhere;
+    - "below": the first pixel below it outside the replaced region, in the same column (the trousers
+      continued upwards under a top shorter than the old one).
+
+    Each pixel copies one source, so colours of different surfaces never mix into a smear; a light blur
+    hides the seams between sources of one kind.
     """
-    height, width = mask.shape
+    height, width = values.shape
     small_height, small_width = shrunk_size(height, width, FILL_LONG_SIDE)
     small_size = (small_width, small_height)
     small_person = cv2.resize(person, small_size, interpolation=cv2.INTER_AREA)
-    # INTER_AREA then > 0: a fill pixel that saw any masked pixel is unknown, plus a guard band.
-    small_mask = cv2.resize(mask.astype(np.uint8) * 255, small_size, interpolation=cv2.INTER_AREA) > 0
+    replaced = mask_kinds.replace_region(values)
+    # INTER_AREA then > 0: a fill pixel that saw any replaced pixel is unknown, plus a guard band (the
+    # segmentation's antialiased edge still carries the old garment).
+    small_replaced = cv2.resize(replaced.astype(np.uint8) * 255, small_size, interpolation=cv2.INTER_AREA) > 0
     guard = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * FILL_GUARD + 1, 2 * FILL_GUARD + 1))
-    unknown = cv2.dilate(small_mask.astype(np.uint8), guard)
+    unknown = cv2.dilate(small_replaced.astype(np.uint8), guard).astype(bool)
     if unknown.all():
-        # Nothing around the mask to grow from (the mask covers the whole box): a neutral grey.
         return np.full((height, width, 3), 128.0, np.float32)
-    small_fill = cv2.inpaint(small_person, unknown, FILL_RADIUS, cv2.INPAINT_TELEA)
-    # Smooth the fill a little: Telea's streaks are its most visible artefact.
-    small_fill = cv2.GaussianBlur(small_fill, (0, 0), 1.0)
-    fill = cv2.resize(small_fill, (width, height), interpolation=cv2.INTER_LINEAR)
-    return fill.astype(np.float32)
+    small_values = cv2.resize(values, small_size, interpolation=cv2.INTER_NEAREST)
+    kind_values = np.where(small_replaced, small_values, cv2.dilate(small_values, guard))
+    fill = small_person.astype(np.float32)
+
+    nearest = _nearest_source(unknown, ~unknown)
+    fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
+
+    skin_kind = unknown & (kind_values == mask_kinds.REPLACE_SKIN)
+    if skin_kind.any():
+        # Skin to copy: skin-coloured pixels on the body around the garment (bare arms, shoulders), where
+        # hair or a beige backdrop cannot be; else any skin-coloured pixel in the box.
+        skin_coloured = ~unknown & _skin_coloured(small_person)
+        skin_sources = skin_coloured & (small_values == mask_kinds.MAY_COVER)
+        if skin_sources.sum() < SKIN_MIN_SOURCES:
+            skin_sources = skin_coloured
+        if skin_sources.sum() >= SKIN_MIN_SOURCES:
+            rows, columns = _nearest_source(unknown, skin_sources)
+            fill[skin_kind] = small_person[rows[skin_kind], columns[skin_kind]]
+
+    below_kind = unknown & (kind_values == mask_kinds.REPLACE_BELOW)
+    if below_kind.any():
+        column_fill = small_person.astype(np.float32)
+        for row in range(small_height - 2, -1, -1):
+            take = unknown[row]
+            column_fill[row, take] = column_fill[row + 1, take]
+        has_source = np.zeros_like(unknown)
+        has_source[-1] = ~unknown[-1]
+        for row in range(small_height - 2, -1, -1):
+            has_source[row] = np.where(unknown[row], has_source[row + 1], True)
+        use = below_kind & has_source
+        fill[use] = column_fill[use]
+
+    # Blur only within the filled pixels, so no colour from outside is pulled in twice.
+    weight = unknown.astype(np.float32)
+    blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
+    norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
+    fill = np.where(unknown[..., None], blurred / np.maximum(norm, 1e-3), fill)
+    fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
+    # Outside the replaced region the photo itself, at full resolution.
+    return np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
+
+
+def _nearest_source(
+    unknown: npt.NDArray[np.bool_], sources: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """For every pixel, the (row, column) of its nearest ``sources`` pixel (Euclidean)."""
+    _, labels = cv2.distanceTransformWithLabels(
+        (~sources).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    source_rows, source_columns = np.nonzero(sources)  # labels number the zero pixels in scan order
+    index = np.clip(labels - 1, 0, len(source_rows) - 1)
+    return source_rows[index], source_columns[index]
+
+
+def _skin_coloured(rgb: RGBImage) -> npt.NDArray[np.bool_]:
+    """The classic YCrCb skin box (any skin tone, lit normally)."""
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    return (
+        (ycrcb[..., 0] > 40)
+        & (ycrcb[..., 1] >= 135)
+        & (ycrcb[..., 1] <= 173)
+        & (ycrcb[..., 2] >= 77)
+        & (ycrcb[..., 2] <= 127)
+    )
 
 
 def shading_from_photo(

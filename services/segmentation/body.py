@@ -358,3 +358,47 @@ def category_regions(shapes: BodyShapes, category: GarmentCategory, frame: Frame
         sleeves=sleeves & ~excluded,
         neck=neck & ~excluded,
     )
+
+
+def category_reach(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:
+    """Where a new garment of ``category`` may reach on this body, whatever the worn one covers.
+
+    Tops: the torso and both arms (long sleeves), down to mid-thigh (long tops); bottoms: waist to ankles;
+    dresses: shoulders to ankles with the arms. Grown by a fifth of ``unit`` (loose cuts). The head column,
+    hands and feet are never reached.
+    """
+    arms = shapes.arms["right"] + shapes.arms["left"]
+    legs = shapes.legs["right"] + shapes.legs["left"]
+    if category is GarmentCategory.UPPER_BODY:
+        reach = draw_polygons(frame, shapes.torso, shapes.pelvis) | draw_capsules(frame, arms)
+        reach &= ~draw_polygons(frame, shapes.below_mid_thigh)
+    elif category is GarmentCategory.LOWER_BODY:
+        reach = draw_polygons(frame, shapes.pelvis) | draw_capsules(frame, legs)
+        reach &= draw_polygons(frame, shapes.below_high_waist)
+    else:
+        reach = draw_polygons(frame, shapes.torso, shapes.pelvis, shapes.skirt) | draw_capsules(
+            frame, arms + legs
+        )
+    radius = max(1, round(0.2 * shapes.unit * frame.scale))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    reach = cv2.dilate(reach.view(np.uint8), kernel).view(np.bool_)
+    hands_feet = draw_capsules(
+        frame, shapes.hands["right"] + shapes.hands["left"] + shapes.feet["right"] + shapes.feet["left"]
+    )
+    return reach & ~draw_polygons(frame, shapes.head) & ~hands_feet
+
+
+def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:
+    """Where bare skin is under a worn garment that the new one leaves uncovered.
+
+    The arms; for tops and dresses the torso above the waist (a neckline, a midriff); for bottoms and
+    dresses the legs below the hips.
+    """
+    skin = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
+    if category is not GarmentCategory.UPPER_BODY:
+        skin |= draw_capsules(frame, shapes.legs["right"] + shapes.legs["left"]) & ~draw_polygons(
+            frame, shapes.above_hips
+        )
+    if category is not GarmentCategory.LOWER_BODY:
+        skin |= draw_polygons(frame, shapes.torso) & draw_polygons(frame, shapes.above_waist)
+    return skin

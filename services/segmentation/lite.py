@@ -18,7 +18,11 @@ Weight-free and CPU-only (mediapipe's bundled models and OpenCV; no torch). For 
 5. **Label map.** The 18 Segformer-B2-Clothes labels are filled from these regions (see
    :func:`build_label_map`), so the full backend's consumers can use either.
 
-Masks are uint8 0/255 at the photo's size; the output is deterministic (GrabCut's RNG is seeded).
+Masks are uint8 at the photo's size; the output is deterministic (GrabCut's RNG is seeded). The person
+and face masks are 0/255; the clothing mask is > 127 where the garment may change the photo, and its
+value says what is there (see :mod:`tryon.vision.mask_kinds`): the worn garment to replace (its sleeves
+on the arms included), by which kind of surface the lite inpainter fills it where the new garment does
+not reach, and around it the body the new garment may cover (longer, with sleeves) without replacing.
 """
 
 from __future__ import annotations
@@ -31,7 +35,16 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from services.segmentation.body import BodyShapes, Frame, Points, body_shapes, category_regions, draw_polygons
+from services.segmentation.body import (
+    BodyShapes,
+    Frame,
+    Points,
+    body_shapes,
+    category_reach,
+    category_regions,
+    draw_polygons,
+    skin_underneath,
+)
 from services.segmentation.garment import (
     GENERIC_SKIN_MODEL,
     BoolMask,
@@ -52,6 +65,7 @@ from tryon.types import (
     SegmentationOutput,
     StageInputError,
 )
+from tryon.vision import mask_kinds
 from tryon.vision.images import downscale
 from tryon.vision.mediapipe_landmarks import (
     HEAD_LANDMARKS,
@@ -257,11 +271,19 @@ class LiteSegmentation:
         estimate = estimate_garment(person, person_mask, shapes, category, skin_model, growth, face_outline)
         regions = category_regions(shapes, category, full)
         garment, skin = estimate.garment, estimate.skin
-        clothing = regions.target | (regions.band & (garment | skin)) | estimate.grown_garment
-        # Arms stay out, even where the worn garment's sleeves cover them: the lite inpainter can only fill
-        # what the new garment leaves uncovered by smearing the surroundings, which on an arm looks far
-        # worse than keeping the old sleeve. The face always stays out.
-        clothing &= person_mask & ~regions.excluded & ~regions.arms & ~face_mask
+        keep_out = regions.excluded | face_mask | ~person_mask
+        # The worn garment is replaced: the category's region, and the old garment wherever it is (its
+        # sleeves on the arms included: the lite inpainter fills an uncovered arm with skin).
+        replace = regions.target | (regions.band & (garment | skin)) | estimate.grown_garment
+        replace &= ~keep_out & ~(regions.arms & ~estimate.grown_garment)
+        reach = category_reach(shapes, category, full) & ~replace & ~face_mask & ~regions.excluded
+        clothing = np.zeros((height, width), np.uint8)
+        clothing[reach] = mask_kinds.MAY_COVER
+        clothing[replace] = mask_kinds.REPLACE_NEAREST
+        clothing[replace & skin_underneath(shapes, category, full)] = mask_kinds.REPLACE_SKIN
+        if category is GarmentCategory.UPPER_BODY:
+            below_waist = ~draw_polygons(full, shapes.above_waist)
+            clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW
 
         label_map = build_label_map(
             person_mask=person_mask,
@@ -275,7 +297,7 @@ class LiteSegmentation:
         )
         return SegmentationOutput(
             label_map=label_map,
-            clothing_mask=clothing.astype(np.uint8) * 255,
+            clothing_mask=clothing,
             face_mask=face_mask.astype(np.uint8) * 255,
             person_mask=person_mask.astype(np.uint8) * 255,
         )

@@ -44,10 +44,13 @@ from tryon.vision.images import downscale
 SEPARATION_LONG_SIDE = 256
 #: A border whose colours spread more than this (mean absolute deviation, 0-255) is not a plain background.
 MAX_BORDER_SPREAD = 18.0
-#: Minimum colour distance from the background to count as garment.
-MIN_FOREGROUND_DISTANCE = 28.0
-#: Width (colour-distance units) of the alpha ramp across the garment's edge.
-EDGE_RAMP = 12.0
+#: A pixel is background-coloured when its colour is within this distance (0-255 RGB) of the backdrop
+#: interpolated from the border there: this many times the interpolation's own median error just inside
+#: the border, plus 4, within the range below.
+BACKGROUND_NOISE_FACTOR = 3.0
+BACKGROUND_THRESHOLD_RANGE = (7.0, 24.0)
+#: Minimum width (colour-distance units) of the alpha ramp across the garment's edge.
+EDGE_RAMP_MIN = 8.0
 #: The spline map is evaluated every this many pixels of the person frame, then interpolated.
 MAP_GRID_STEP = 8
 #: Keypoints below this confidence are treated as missing.
@@ -118,11 +121,21 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
 
 
 def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The garment's alpha: everything the background, grown in from the photo's border, does not reach.
+
+    The background is flooded from every border pixel with a per-step colour tolerance taken from the
+    border's own noise (``cv2.floodFill`` in floating-range mode), so gradients, vignetting and a white
+    garment on a white studio backdrop are told apart by the garment's edge, not by a fixed distance from
+    one background colour. Pixels far from the border colours never flood. Enclosed regions (a white print,
+    the inside of a neckline) stay garment.
+    """
     height, width = rgb.shape[:2]
-    small = cv2.GaussianBlur(downscale(rgb, SEPARATION_LONG_SIDE), (3, 3), 0).astype(np.float32)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    background = np.median(border, axis=0)
-    spread = float(np.abs(border - background).mean())
+    small = cv2.GaussianBlur(downscale(rgb, SEPARATION_LONG_SIDE), (3, 3), 0)
+    small_f = small.astype(np.float32)
+    ring = np.concatenate([small_f[:2].reshape(-1, 3), small_f[-2:].reshape(-1, 3),
+                           small_f[:, :2].reshape(-1, 3), small_f[:, -2:].reshape(-1, 3)])  # fmt: skip
+    background = np.median(ring, axis=0)
+    spread = float(np.abs(ring - background).mean())
     if spread > MAX_BORDER_SPREAD:
         raise StageInputError(
             "garment could not be separated from its background: the background is not plain "
@@ -130,12 +143,22 @@ def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint
             "background or an RGBA cut-out",
             field="garment",
         )
-    distance = np.linalg.norm(small - background, axis=2)
-    threshold = max(MIN_FOREGROUND_DISTANCE, 4.0 * spread)
-    foreground = distance > threshold
+    local = _border_surface(small_f, background, spread)
+    distance = np.linalg.norm(small_f - local, axis=2)
+    # The model's own error just inside the border is the noise the threshold must stay above.
+    inner = np.concatenate([distance[2:4].ravel(), distance[-4:-2].ravel(),
+                            distance[:, 2:4].ravel(), distance[:, -4:-2].ravel()])  # fmt: skip
+    threshold = float(np.clip(BACKGROUND_NOISE_FACTOR * np.median(inner) + 4.0, *BACKGROUND_THRESHOLD_RANGE))
+    maybe_background = (distance <= threshold).astype(np.uint8)
+    # Background is what is background-coloured AND connected to the photo's border.
+    count, labels = cv2.connectedComponents(maybe_background, connectivity=4)
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    touching = np.zeros(count, bool)
+    touching[edge_labels] = True
+    touching[0] = False
+    foreground = ~touching[labels]
     # Small kernels: close pin-holes and drop specks without filling the notch between trouser legs.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    foreground = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
     foreground = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
     coverage = foreground.mean()
     if coverage < 0.02:
@@ -149,16 +172,44 @@ def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint
         )
     small_mask = _largest_component(foreground, fill_holes=True)
     # The low-resolution mask is about one (upsampled) pixel too large at the edge, where downscaling mixed
-    # garment and background. The edge is placed again from the full-resolution colour distance: alpha
-    # ramps across the threshold, inside the region the low-resolution mask allows.
+    # garment and background. The edge is placed again from the full-resolution distance to the backdrop:
+    # alpha ramps across the threshold, inside the region the low-resolution mask allows.
     region = cv2.resize(small_mask, (width, height), interpolation=cv2.INTER_LINEAR)
-    # Deep inside the silhouette (filled holes: white prints on white) the garment is opaque regardless;
-    # only the edge band's pixels need their distance (a small fraction of the photo).
     alpha = np.where(region >= 255, 255, 0).astype(np.uint8)
     band = np.nonzero((region > 0) & (region < 255))
-    distance_in_band = np.linalg.norm(rgb[band].astype(np.float32) - background, axis=1)
-    alpha[band] = np.round(255 * np.clip((distance_in_band - threshold) / EDGE_RAMP + 0.5, 0.0, 1.0))
+    backdrop = cv2.resize(local, (width, height), interpolation=cv2.INTER_LINEAR)[band]
+    distance_in_band = np.linalg.norm(rgb[band].astype(np.float32) - backdrop, axis=1)
+    ramp = max(EDGE_RAMP_MIN, threshold)
+    alpha[band] = np.round(255 * np.clip((distance_in_band - threshold) / ramp + 0.5, 0.0, 1.0))
     return alpha
+
+
+def _border_surface(
+    small: npt.NDArray[np.float32], background: npt.NDArray[np.float32], spread: float
+) -> npt.NDArray[np.float32]:
+    """The backdrop's colour everywhere, interpolated from the border (a Coons patch of its four edges).
+
+    Follows gradients and vignetting. Border pixels far from the border's median colour (a garment that
+    touches the edge) are replaced by that median first, so they do not bleed into the estimate.
+    """
+    rows, cols = small.shape[:2]
+    limit = 3.0 * spread + 12.0
+
+    def clean(line: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        line = line.mean(axis=0) if line.ndim == 3 else line
+        bad = np.linalg.norm(line - background, axis=1) > limit
+        return np.where(bad[:, None], background, line)
+
+    top, bottom = clean(small[:2]), clean(small[-2:])  # (cols, 3)
+    left, right = clean(small[:, :2].transpose(1, 0, 2)), clean(small[:, -2:].transpose(1, 0, 2))
+    u = np.linspace(0.0, 1.0, cols, dtype=np.float32)[None, :, None]
+    v = np.linspace(0.0, 1.0, rows, dtype=np.float32)[:, None, None]
+    corners = (
+        (1 - u) * (1 - v) * top[0] + u * (1 - v) * top[-1] + (1 - u) * v * bottom[0] + u * v * bottom[-1]
+    )
+    return (
+        (1 - v) * top[None] + v * bottom[None] + (1 - u) * left[:, None] + u * right[:, None] - corners
+    ).astype(np.float32)
 
 
 def _largest_component(

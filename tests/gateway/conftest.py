@@ -53,7 +53,7 @@ class RunningGateway:
     context: Gateway
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(**{"base_url": self.url, "timeout": 30, **kwargs})  # type: ignore[arg-type]
 
 
 def gateway_settings(tmp: Path, redis_url: str, **overrides: object) -> GatewaySettings:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.gateway.conftest import RunningGateway, running_gateway
 from tests.gateway.test_events import read_events
 from tryon.jobs.webhooks import SIGNATURE_HEADER, verify_signature
-from tryon.local_services import RunningService
 
-# The worker's test helpers (five lite services, a worker process); fixtures are re-exported by name.
-worker_tests = pytest.importorskip(
-    "tests.orchestrator.conftest", reason="the orchestrator (worker) is not here"
-)
-lite_services = worker_tests.lite_services
-expected_result = worker_tests.expected_result
-Worker = worker_tests.Worker
-PERSON_PNG, GARMENT_PNG = worker_tests.PERSON_PNG, worker_tests.GARMENT_PNG
+stack = pytest.importorskip("tests.gateway.stack", reason="the orchestrator (worker) is not in this tree")
+full_stack, lite_services, expected_result = stack.full_stack, stack.lite_services, stack.expected_result
 
 pytestmark = pytest.mark.slow  # five services and a worker start (~30 s on 2 cores)
-
-SECRET = "test-webhook-secret"
 
 
 class Receiver:
@@ -62,44 +51,16 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, lite_services: dict[str, RunningService]
-) -> Iterator[tuple[RunningGateway, Worker]]:
-    tmp = tmp_path_factory.mktemp("full-job")
-    env = {
-        **worker_tests.base_env(redis_url, "gateway-e2e"),
-        **worker_tests.service_env(lite_services),
-        "TRYON_STORAGE_DIR": str(tmp / "storage"),
-        "TRYON_SIGNING_KEY": "e2e-signing-key",
-        "TRYON_WEBHOOK_SECRET": SECRET,
-        "TRYON_WEBHOOK_ALLOW_PRIVATE": "true",
-    }
-    worker = worker_tests.start_worker(env, tmp / "worker.log")
-    settings = {
-        key.removeprefix("TRYON_").lower(): value for key, value in env.items() if key.startswith("TRYON_")
-    }
-    settings = {key: value for key, value in settings.items() if key in {
-        "redis_url", "queue_name", "webhook_queue_name", "storage_dir", "signing_key", "webhook_secret",
-        "webhook_allow_private",
-    }}  # fmt: skip
-    try:
-        with running_gateway(tmp, redis_url, **settings) as gateway:
-            yield gateway, worker
-    finally:
-        worker.stop()
-
-
 def test_a_job_end_to_end_with_events_result_and_signed_webhook(
-    stack: tuple[RunningGateway, Worker], expected_result: np.ndarray
+    full_stack: Any, expected_result: np.ndarray
 ) -> None:
-    gateway, worker = stack
+    gateway, worker = full_stack.gateway, full_stack.worker
     receiver = Receiver()
     try:
         with gateway.client(timeout=120) as client:
             files = {
-                "person": ("person.png", PERSON_PNG, "image/png"),
-                "garment": ("garment.png", GARMENT_PNG, "image/png"),
+                "person": ("person.png", stack.PERSON_PNG, "image/png"),
+                "garment": ("garment.png", stack.GARMENT_PNG, "image/png"),
             }
             reply = client.post(
                 "/api/tryon", files=files, data={"category": "upper_body", "webhook_url": receiver.url}
@@ -124,10 +85,10 @@ def test_a_job_end_to_end_with_events_result_and_signed_webhook(
 
             assert receiver.arrived.wait(60), worker.output()
             body, headers = receiver.calls[0]
-            assert verify_signature(body, headers[SIGNATURE_HEADER.lower()], SECRET)
+            assert verify_signature(body, headers[SIGNATURE_HEADER.lower()], stack.WEBHOOK_SECRET)
             hook = json.loads(body)
             assert hook["id"] == job["id"] and hook["status"] == "succeeded"
-            assert not verify_signature(body + b" ", headers[SIGNATURE_HEADER.lower()], SECRET)
+            assert not verify_signature(body + b" ", headers[SIGNATURE_HEADER.lower()], stack.WEBHOOK_SECRET)
 
             assert client.delete(job["status_url"]).status_code == 204
             assert client.get(job["status_url"]).status_code == 404

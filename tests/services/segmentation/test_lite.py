@@ -31,6 +31,13 @@ from tryon.types import (
     SegmentationOutput,
     StageInputError,
 )
+from tryon.vision.mask_kinds import (
+    MAY_COVER,
+    REPLACE_BELOW,
+    REPLACE_NEAREST,
+    REPLACE_SKIN,
+    replace_region,
+)
 from tryon.vision.mediapipe_landmarks import MediaPipePoseLandmarker
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -173,7 +180,10 @@ def test_outputs_are_binary_masks_and_a_label_map_at_the_photo_size(outputs: dic
     for output in outputs.values():
         for mask in (output.clothing_mask, output.face_mask, output.person_mask):
             assert mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8
+        for mask in (output.face_mask, output.person_mask):
             assert set(np.unique(mask).tolist()) <= {0, 255}
+        kinds = {0, MAY_COVER, REPLACE_NEAREST, REPLACE_SKIN, REPLACE_BELOW}
+        assert set(np.unique(output.clothing_mask).tolist()) <= kinds
         assert output.label_map.shape == (SIZE, SIZE) and output.label_map.dtype == np.uint8
         assert int(output.label_map.max()) < len(ClothesLabel)
 
@@ -189,37 +199,47 @@ def test_person_mask_covers_the_astronaut(outputs: dict, keypoints: Keypoints) -
 
 def test_clothing_mask_is_inside_the_person_and_off_the_face(outputs: dict) -> None:
     for category, output in outputs.items():
-        clothing, person, face = (
-            mask > 0 for mask in (output.clothing_mask, output.person_mask, output.face_mask)
-        )
+        clothing = replace_region(output.clothing_mask)
+        person, face = output.person_mask > 0, output.face_mask > 0
         assert clothing.any(), category
         assert not np.any(clothing & ~person), category
-        assert not np.any(clothing & face), category
+        assert not np.any((output.clothing_mask > 127) & face), category
 
 
 def test_upper_body_mask_is_the_suit_below_the_head(outputs: dict, keypoints: Keypoints) -> None:
-    clothing = outputs[GarmentCategory.UPPER_BODY].clothing_mask > 0
+    clothing = replace_region(outputs[GarmentCategory.UPPER_BODY].clothing_mask)
     assert clothing.mean() > 0.15
     assert clothing[650:800, 300:600].mean() > 0.9  # the chest below the helmet ring
-    # Arms stay out even where a sleeve covers them (the lite inpainter cannot paint arms convincingly).
-    assert not _at(clothing, keypoints, "right_elbow")
+    # The suit's sleeves are replaced too, as skin where the new garment leaves the arm uncovered.
+    values = outputs[GarmentCategory.UPPER_BODY].clothing_mask
+    x, y = (round(float(v)) for v in keypoints[KP["right_elbow"], :2])
+    assert values[y, x] == REPLACE_SKIN
     chin_y = keypoints[KP["nose"], 1] + 0.6 * (keypoints[KP["neck"], 1] - keypoints[KP["nose"], 1])
     assert not clothing[: round(float(chin_y))].any()  # nothing at head height
     assert not _at(clothing, keypoints, "nose")
 
 
+def test_the_body_around_the_worn_garment_may_be_covered(outputs: dict, keypoints: Keypoints) -> None:
+    values = outputs[GarmentCategory.UPPER_BODY].clothing_mask
+    may_cover = values == MAY_COVER
+    # Around the suit (a new, looser or longer garment may reach there) but never on the face.
+    assert may_cover.sum() > 0.05 * replace_region(values).sum()
+    assert not may_cover[outputs[GarmentCategory.UPPER_BODY].face_mask > 0].any()
+    assert not _at(may_cover | replace_region(values), keypoints, "nose")
+
+
 def test_lower_body_mask_stays_below_the_chest(outputs: dict, keypoints: Keypoints) -> None:
     # The hips are below the frame: trousers could only start near the bottom edge.
-    clothing = outputs[GarmentCategory.LOWER_BODY].clothing_mask > 0
+    clothing = replace_region(outputs[GarmentCategory.LOWER_BODY].clothing_mask)
     neck_y = round(float(keypoints[KP["neck"], 1]))
     assert not clothing[: neck_y + 300].any()
-    upper = outputs[GarmentCategory.UPPER_BODY].clothing_mask > 0
+    upper = replace_region(outputs[GarmentCategory.UPPER_BODY].clothing_mask)
     assert clothing.sum() < 0.2 * upper.sum()
 
 
 def test_dress_mask_covers_the_upper_body_region(outputs: dict) -> None:
-    upper = outputs[GarmentCategory.UPPER_BODY].clothing_mask > 0
-    dress = outputs[GarmentCategory.DRESS].clothing_mask > 0
+    upper = replace_region(outputs[GarmentCategory.UPPER_BODY].clothing_mask)
+    dress = replace_region(outputs[GarmentCategory.DRESS].clothing_mask)
     assert (upper & dress).sum() > 0.85 * upper.sum()
 
 
@@ -249,7 +269,7 @@ def test_label_map_agrees_with_the_masks(outputs: dict, keypoints: Keypoints) ->
             labels[round(float(nose_y)) - 200, round(float(nose_x))] == ClothesLabel.HAIR
         )  # top of her head
         assert (labels == ClothesLabel.HAIR).mean() > 0.02
-        clothing = output.clothing_mask > 0
+        clothing = replace_region(output.clothing_mask)
         assert np.mean(labels[clothing] == garment_label[category]) > 0.5, category
     labels = outputs[GarmentCategory.UPPER_BODY].label_map
     assert np.mean(labels[650:800, 300:600] == ClothesLabel.UPPER_CLOTHES) > 0.9

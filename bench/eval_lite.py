@@ -1,0 +1,421 @@
+"""Fidelity of the lite try-on per pair and per category, with pass / fail against issue #12's targets.
+
+    .venv/bin/python bench/eval_lite.py --samples ../shared/samples --out /tmp/eval-lite
+
+Pairs: every ``person/`` photo with every ``garment/`` photo (upper body), and under ``fullbody/`` every
+``person/`` photo with every ``garment/<category>/`` photo. Each pair runs through the in-process lite
+pipeline at 1024 px; the measures, per pair:
+
+- **coverage**: share of the clothing mask's replaced part (``tryon.vision.mask_kinds``: the worn garment
+  and the category's region, not the body around it the new garment may cover) that the warped garment
+  covers (alpha > 127).
+- **print**: SIFT matches garment photo -> result (inside the garment's silhouette / the result's clothing
+  region, Lowe ratio 0.75), a RANSAC similarity (``cv2.estimateAffinePartial2D``) through them: its inlier
+  count and its scale against the silhouette's scale ``sqrt(warped area / photo silhouette area)``. The
+  photo silhouette comes from an independent GrabCut seeded by the photo's border, not from the warp's own
+  separation, so a separation that loses part of the garment shows as a wrong scale. A garment is
+  "printed" when its silhouette holds at least :data:`PRINTED_MIN_KEYPOINTS` strong SIFT keypoints.
+- **smear**: share of the uncovered fill (mask pixels the garment does not cover) whose colour is far
+  (CIE Lab distance > :data:`SMEAR_DISTANCE`) from every colour of the surfaces next to the mask nearby
+  (the flat pixels of the ring around the replaced region, in the same and neighbouring tiles of the
+  photo).
+- **residue**: share of the worn garment (the lite segmentation's seeded-GrabCut estimate of it, with the
+  generic skin model) left outside the replaced region, i.e. still showing in the result.
+
+Pass: coverage >= 0.85; printed garments >= 12 inliers and print scale / silhouette scale in 0.8-1.25;
+smear <= 0.10; residue <= 0.15. Writes ``results.json`` and one contact sheet per category (person |
+garment | warped | result) to ``--out``, outside the repository (the samples' licence forbids committing
+anything made from them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from tryon import imaging
+from tryon.pipeline import TryOnPipeline, load_image
+from tryon.settings import load_stage_settings
+from tryon.types import BackendKind, GarmentCategory, StageInputError
+
+try:  # the worn-garment estimate, for the residue measure (moved by the lite segmentation's split)
+    from services.segmentation.body import body_shapes
+    from services.segmentation.garment import GENERIC_SKIN_MODEL, estimate_garment
+    from tryon.vision.mediapipe_landmarks import shared_pose_landmarker
+except ImportError:
+    from services.pose.mediapipe_landmarks import shared_pose_landmarker  # type: ignore[no-redef]
+
+    from services.segmentation.lite import (  # type: ignore[no-redef]
+        GENERIC_SKIN_MODEL,
+        body_shapes,
+        estimate_garment,
+    )
+try:
+    from tryon.vision import mask_kinds
+
+    replace_region, edit_region = mask_kinds.replace_region, mask_kinds.edit_region
+except ImportError:  # a checkout from before the mask carried kinds (0/255): measure the baseline too
+
+    def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        return mask > 127
+
+    edit_region = replace_region
+
+COVERAGE_MIN = 0.85
+INLIERS_MIN = 12
+SCALE_RANGE = (0.8, 1.25)
+SMEAR_MAX = 0.10
+RESIDUE_MAX = 0.15
+PRINTED_MIN_KEYPOINTS = 60
+SMEAR_DISTANCE = 18.0
+FLAT_GRADIENT = 24.0
+EVAL_LONG_SIDE = 1024
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+BoolMask = npt.NDArray[np.bool_]
+
+
+@dataclass
+class PairResult:
+    set: str
+    category: str
+    person: str
+    garment: str
+    error: str = ""
+    coverage: float = 0.0
+    printed: bool = False
+    garment_keypoints: int = 0
+    inliers: int = 0
+    print_scale: float = 0.0
+    silhouette_scale: float = 0.0
+    scale_ratio: float = 0.0
+    smear: float = 0.0
+    residue: float = 0.0
+    seconds: float = 0.0
+    failed: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and not self.failed
+
+
+def images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def find_pairs(samples: Path) -> list[tuple[str, GarmentCategory, Path, Path]]:
+    pairs = []
+    for person in images_in(samples / "person"):
+        for garment in images_in(samples / "garment"):
+            pairs.append(("top", GarmentCategory.UPPER_BODY, person, garment))
+    fullbody = samples / "fullbody"
+    for category in GarmentCategory:
+        for person in images_in(fullbody / "person"):
+            for garment in images_in(fullbody / "garment" / category.value):
+                pairs.append(("fullbody", category, person, garment))
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------ measures
+
+
+def garment_silhouette(rgb: npt.NDArray[np.uint8]) -> BoolMask:
+    """The garment in its photo by GrabCut seeded with the border as background (independent of the warp)."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, 320 / max(height, width))
+    small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    seeds = np.full(small.shape[:2], cv2.GC_PR_FGD, np.uint8)
+    margin = max(2, round(0.02 * max(small.shape[:2])))
+    seeds[:margin], seeds[-margin:], seeds[:, :margin], seeds[:, -margin:] = (cv2.GC_BGD,) * 4
+    cv2.setRNGSeed(7)
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(small, seeds, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    mask = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros((height, width), bool)
+    largest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    contours, _ = cv2.findContours(largest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros_like(largest)
+    cv2.drawContours(filled, contours, -1, 1, cv2.FILLED)
+    return cv2.resize(filled, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+_SIFT = None
+
+
+def sift(gray: npt.NDArray[np.uint8], mask: BoolMask) -> tuple[list, npt.NDArray[np.float32] | None]:
+    global _SIFT
+    if _SIFT is None:
+        _SIFT = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.03)
+    return _SIFT.detectAndCompute(gray, mask.astype(np.uint8) * 255)
+
+
+def print_match(
+    garment_rgb: npt.NDArray[np.uint8], silhouette: BoolMask, result: npt.NDArray[np.uint8], region: BoolMask
+) -> tuple[int, int, float]:
+    """(garment keypoints inside the eroded silhouette, RANSAC similarity inliers, its scale)."""
+    inner = cv2.erode(silhouette.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    kp_g, des_g = sift(cv2.cvtColor(garment_rgb, cv2.COLOR_RGB2GRAY), inner)
+    kp_r, des_r = sift(cv2.cvtColor(result, cv2.COLOR_RGB2GRAY), region)
+    if des_g is None or des_r is None or len(kp_g) < 2 or len(kp_r) < 2:
+        return len(kp_g), 0, 0.0
+    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(des_g, des_r, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+    if len(good) < 3:
+        return len(kp_g), len(good) if len(good) < 3 else 0, 0.0
+    source = np.float32([kp_g[m.queryIdx].pt for m in good])
+    target = np.float32([kp_r[m.trainIdx].pt for m in good])
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=6.0, maxIters=4000, confidence=0.995
+    )
+    if matrix is None or inliers is None:
+        return len(kp_g), 0, 0.0
+    return len(kp_g), int(inliers.sum()), float(np.hypot(matrix[0, 0], matrix[1, 0]))
+
+
+BIN = 6.0
+_REACH = int(np.ceil(SMEAR_DISTANCE / BIN))
+_BALL = np.square(np.indices((2 * _REACH + 1,) * 3) - _REACH).sum(0) <= _REACH**2
+GRID_SHAPE = (int(100 / BIN) + 2, int(256 / BIN) + 2, int(256 / BIN) + 2)
+
+
+def _bin(lab: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+    """Lab colours (L 0-100, a/b -128..127) -> indices into the occupancy grid."""
+    shifted = lab + np.array([0.0, 128.0, 128.0], np.float32)
+    return np.clip(np.floor(shifted / BIN).astype(np.intp), 0, np.array(GRID_SHAPE) - 1)
+
+
+def smear_share(result: npt.NDArray[np.uint8], mask: BoolMask, uncovered: BoolMask) -> float:
+    """Share of ``uncovered`` pixels whose Lab colour is far from every nearby colour around the mask."""
+    if uncovered.sum() < 50:
+        return 0.0
+    height, width = mask.shape
+    long_side = max(height, width)
+    ring_width = max(3, round(0.03 * long_side))
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+    outer = cv2.dilate(grown.astype(np.uint8), np.ones((2 * ring_width + 1,) * 2, np.uint8)).astype(bool)
+    # Surfaces, not edges: ring pixels whose neighbourhood is flat (no antialiased mixtures of two kinds).
+    gray = cv2.GaussianBlur(cv2.cvtColor(result, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    gradient = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    ring = outer & ~grown & (gradient < FLAT_GRADIENT)
+    lab = cv2.cvtColor(result, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    tile = max(16, long_side // 8)
+    far = 0
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            here = uncovered[y0 : y0 + tile, x0 : x0 + tile]
+            if not here.any():
+                continue
+            ys, xs = slice(max(0, y0 - tile), y0 + 2 * tile), slice(max(0, x0 - tile), x0 + 2 * tile)
+            palette = lab[ys, xs][ring[ys, xs]]
+            pixels = lab[y0 : y0 + tile, x0 : x0 + tile][here]
+            if len(palette) < 20:
+                continue  # nothing around to compare with
+            grid = np.zeros(GRID_SHAPE, bool)
+            grid[tuple(_bin(palette).T)] = True
+            grid = ndimage.binary_dilation(grid, structure=_BALL)
+            far += int((~grid[tuple(_bin(pixels).T)]).sum())
+    return far / float(uncovered.sum())
+
+
+def worn_garment(person: npt.NDArray[np.uint8], person_mask: BoolMask, category: GarmentCategory) -> BoolMask:
+    """The garment of ``category`` the person wears: the lite segmentation's seeded GrabCut, generic skin."""
+    landmarks = shared_pose_landmarker().detect(person)
+    if landmarks is None:
+        return np.zeros(person.shape[:2], bool)
+    shapes = body_shapes(landmarks.points)
+    return estimate_garment(person, person_mask, shapes, category, GENERIC_SKIN_MODEL).garment
+
+
+def evaluate(
+    pipeline: TryOnPipeline, set_name: str, category: GarmentCategory, person_path: Path, garment_path: Path
+) -> tuple[PairResult, list[npt.NDArray[np.uint8]] | None]:
+    record = PairResult(set_name, category.value, person_path.name, garment_path.name)
+    person = load_image(person_path, field="person")
+    garment = load_image(garment_path, field="garment", mode="RGBA")
+    started = time.perf_counter()
+    try:
+        result = pipeline.run(person, garment, category=category)
+    except StageInputError as error:
+        record.error = str(error)
+        record.failed = ("error",)
+        return record, None
+    record.seconds = time.perf_counter() - started
+    image = result.image
+    mask_values = result.segmentation.clothing_mask
+    replace = replace_region(mask_values)
+    edited = edit_region(mask_values)
+    alpha = result.warp.warped_garment[..., 3] > 127
+    covered = alpha & edited
+    record.coverage = float((covered & replace).sum() / max(1, replace.sum()))
+
+    garment_rgb = imaging.to_working_resolution(garment[..., :3], EVAL_LONG_SIDE)
+    silhouette = garment_silhouette(garment_rgb)
+    region = cv2.dilate(covered.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    keypoints, inliers, scale = print_match(garment_rgb, silhouette, image, region)
+    record.garment_keypoints, record.inliers, record.print_scale = keypoints, inliers, scale
+    record.printed = keypoints >= PRINTED_MIN_KEYPOINTS
+    record.silhouette_scale = float(np.sqrt(alpha.sum() / max(1, silhouette.sum())))
+    record.scale_ratio = scale / record.silhouette_scale if record.silhouette_scale > 0 and scale else 0.0
+
+    record.smear = smear_share(image, replace, replace & ~alpha)
+    old = worn_garment(result.person, result.segmentation.person_mask > 127, category)
+    replaced = cv2.dilate(replace.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    record.residue = float((old & ~replaced).sum() / max(1, old.sum()))
+
+    failed = []
+    if record.coverage < COVERAGE_MIN:
+        failed.append("coverage")
+    if record.printed and record.inliers < INLIERS_MIN:
+        failed.append("inliers")
+    if (
+        record.printed
+        and record.inliers >= INLIERS_MIN
+        and not (SCALE_RANGE[0] <= record.scale_ratio <= SCALE_RANGE[1])
+    ):
+        failed.append("scale")
+    if record.smear > SMEAR_MAX:
+        failed.append("smear")
+    if record.residue > RESIDUE_MAX:
+        failed.append("residue")
+    record.failed = tuple(failed)
+    return record, [result.person, garment, result.warp.warped_garment, image]
+
+
+def thumbnail(image: npt.NDArray[np.uint8], height: int = 256) -> npt.NDArray[np.uint8]:
+    if image.ndim == 3 and image.shape[2] == 4:
+        alpha = image[..., 3:4].astype(np.float32) / 255
+        checker = np.where((np.indices(image.shape[:2]).sum(0) // 16) % 2 == 0, 200, 255)[..., None]
+        image = (image[..., :3] * alpha + checker * (1 - alpha)).astype(np.uint8)
+    width = round(image.shape[1] * height / image.shape[0])
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def label(image: npt.NDArray[np.uint8], text: str, ok: bool) -> npt.NDArray[np.uint8]:
+    image = image.copy()
+    colour = (0, 140, 0) if ok else (200, 0, 0)
+    cv2.putText(image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 3, cv2.LINE_AA)
+    cv2.putText(image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
+    return image
+
+
+def write_sheets(out: Path, sheets: dict[str, list[npt.NDArray[np.uint8]]]) -> list[Path]:
+    paths = []
+    for name, tiles in sheets.items():
+        per_row = 4  # pairs per row; each tile is person | garment | warped | result
+        rows = []
+        for start in range(0, len(tiles), per_row):
+            row = tiles[start : start + per_row]
+            row += [np.full_like(tiles[0], 255)] * (per_row - len(row))
+            rows.append(np.hstack(row))
+        path = out / f"sheet_{name}.png"
+        path.write_bytes(imaging.encode_png(np.vstack(rows), compression=6))
+        paths.append(path)
+    return paths
+
+
+def summarise(results: list[PairResult]) -> None:
+    print(
+        "| set | category | pairs | pass | coverage (median) | printed: inliers >= 12 | scale ok "
+        "| smear ok | residue ok |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    groups: dict[tuple[str, str], list[PairResult]] = {}
+    for record in results:
+        groups.setdefault((record.set, record.category), []).append(record)
+    groups[("all", "all")] = results
+    for (set_name, category), records in groups.items():
+        ran = [r for r in records if not r.error]
+        printed = [r for r in ran if r.printed]
+        passed = sum(r.passed for r in records)
+        coverage = statistics.median([r.coverage for r in ran]) if ran else 0.0
+        inliers_ok = sum(r.inliers >= INLIERS_MIN for r in printed)
+        scale_ok = sum("scale" not in r.failed and r.inliers >= INLIERS_MIN for r in printed)
+        print(
+            f"| {set_name} | {category} | {len(records)} | {passed} ({100 * passed / len(records):.0f} %) "
+            f"| {coverage:.2f} | {inliers_ok}/{len(printed)} | {scale_ok}/{len(printed)} "
+            f"| {sum(r.smear <= SMEAR_MAX for r in ran)}/{len(ran)} "
+            f"| {sum(r.residue <= RESIDUE_MAX for r in ran)}/{len(ran)} |"
+        )
+    times = [r.seconds for r in results if not r.error]
+    if times:
+        print(f"\nmedian pipeline time per pair (measures excluded): {statistics.median(times):.2f} s")
+    failures: dict[str, int] = {}
+    for record in results:
+        for reason in record.failed:
+            failures[reason] = failures.get(reason, 0) + 1
+    print(
+        "failures by measure (a pair may fail several):",
+        dict(sorted(failures.items(), key=lambda kv: -kv[1])),
+    )
+    total = len(results)
+    passed = sum(r.passed for r in results)
+    print(f"PASS RATE: {passed}/{total} = {100 * passed / max(1, total):.0f} % (target >= 90 %)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=Path, default=Path("../shared/samples"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/eval-lite"))
+    parser.add_argument("--only", default="", help="substring filter on 'set/category/person/garment'")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every n-th pair (quick runs)")
+    parser.add_argument("--quiet", action="store_true", help="no per-pair lines")
+    args = parser.parse_args()
+
+    pairs = [
+        pair
+        for pair in find_pairs(args.samples)
+        if args.only in f"{pair[0]}/{pair[1].value}/{pair[2].name}/{pair[3].name}"
+    ][:: args.every]
+    if not pairs:
+        raise SystemExit(f"no pairs under {args.samples}")
+    pipeline = TryOnPipeline.from_settings(load_stage_settings(backend=BackendKind.LITE))
+    pipeline.setup()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: list[PairResult] = []
+    sheets: dict[str, list[npt.NDArray[np.uint8]]] = {}
+    for set_name, category, person_path, garment_path in pairs:
+        record, images = evaluate(pipeline, set_name, category, person_path, garment_path)
+        results.append(record)
+        if not args.quiet:
+            verdict = "PASS" if record.passed else "FAIL " + ",".join(record.failed)
+            print(
+                f"{set_name:8s} {category.value:10s} {person_path.name:14s} {garment_path.name:12s} "
+                f"cov {record.coverage:.2f} kp {record.garment_keypoints:4d} inl {record.inliers:4d} "
+                f"scale {record.scale_ratio:.2f} smear {record.smear:.2f} residue {record.residue:.2f} "
+                f"{record.seconds:.2f}s {verdict} {record.error}",
+                flush=True,
+            )
+        if images is not None:
+            text = f"{'ok' if record.passed else ','.join(record.failed)} c{record.coverage:.2f}"
+            tiles = [thumbnail(image) for image in images]
+            tiles[-1] = label(tiles[-1], text, record.passed)
+            sheets.setdefault(f"{set_name}_{category.value}", []).append(np.hstack(tiles))
+    pipeline.close()
+    (args.out / "results.json").write_text(
+        json.dumps([asdict(r) | {"passed": r.passed} for r in results], indent=1)
+    )
+    summarise(results)
+    for path in write_sheets(args.out, sheets):
+        print(f"sheet: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
