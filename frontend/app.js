@@ -53,6 +53,7 @@
     urls: { person: null, garment: null },
     exampleGarment: false,
     job: null, // {id, statusUrl, eventsUrl}
+    personJob: null, // {file, id}: the last job made with the chosen person photo (for person_from)
     source: null, // EventSource
     pollTimer: null,
     lastStageText: "",
@@ -384,6 +385,19 @@
     el.submit.textContent = busy ? "Working…" : "Try it on";
   }
 
+  function formData(personFrom) {
+    const data = new FormData();
+    if (personFrom) data.append("person_from", personFrom);
+    else data.append("person", state.files.person, state.files.person.name);
+    data.append("garment", state.files.garment, state.files.garment.name);
+    data.append("category", el.category.value);
+    for (const name of ["seed", "steps", "guidance", "strength"]) {
+      const value = numberField(el.form, name);
+      if (value !== null) data.append(name, value);
+    }
+    return data;
+  }
+
   function numberField(form, name) {
     const input = form.elements.namedItem(name);
     return input && input.value.trim() !== "" ? input.value.trim() : null;
@@ -403,22 +417,25 @@
       $(`${missing[0]}-input`).focus();
       return;
     }
-    const data = new FormData();
-    data.append("person", state.files.person, state.files.person.name);
-    data.append("garment", state.files.garment, state.files.garment.name);
-    data.append("category", el.category.value);
-    for (const name of ["seed", "steps", "guidance", "strength"]) {
-      const value = numberField(el.form, name);
-      if (value !== null) data.append(name, value);
-    }
     el.resultSection.hidden = true;
     el.progressSection.hidden = false;
     setBusy(true);
     setProgress(0, "Uploading the photos (0%)");
+    const person = state.files.person;
+    const progress = (fraction) => setProgress(0, `Uploading the photos (${Math.round(fraction * 100)}%)`);
     try {
-      const job = await upload(data, (fraction) =>
-        setProgress(0, `Uploading the photos (${Math.round(fraction * 100)}%)`),
-      );
+      let job;
+      // The same person photo as the last job: the server reuses its copy (person_from), no upload.
+      const earlier = state.personJob && state.personJob.file === person ? state.personJob.id : null;
+      try {
+        job = await upload(formData(earlier), progress);
+      } catch (error) {
+        const fields = (error.problem?.errors || []).map((item) => item.field);
+        if (!earlier || !fields.includes("person_from")) throw error;
+        state.personJob = null; // that job's photo is gone: upload the photo after all
+        job = await upload(formData(null), progress);
+      }
+      state.personJob = { file: person, id: job.id };
       state.job = { id: job.id, statusUrl: job.status_url, eventsUrl: job.events_url };
       handleDocument(job);
       if (!TERMINAL.has(job.status)) watch();
@@ -477,6 +494,7 @@
       }
     }
     stopWatching();
+    if (state.personJob?.id === job.id) state.personJob = null; // its person photo was deleted with it
     state.job = null;
     setBusy(false);
     el.progressSection.hidden = true;

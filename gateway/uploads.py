@@ -26,7 +26,9 @@ from tryon import imaging
 from tryon.types import StageInputError
 
 FILE_FIELDS = ("person", "garment")
-TEXT_FIELDS = ("category", "seed", "steps", "guidance", "strength", "webhook_url")
+#: person_from: the id of an earlier job whose (already checked) person photo this job reuses, so trying
+#: another garment does not upload the person again.
+TEXT_FIELDS = ("category", "seed", "steps", "guidance", "strength", "webhook_url", "person_from")
 MAX_TEXT_BYTES = 4096
 MAX_PARTS = 16
 ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp")
@@ -181,9 +183,13 @@ async def read_submission(
     except FormParserError as error:
         raise _bad_form(f"malformed multipart body ({error})") from error
     submission = collector.submission
-    for name in FILE_FIELDS:
-        if name not in submission.files:
-            raise _bad_form("missing (a PNG, JPEG or WebP photo)", name)
+    if "garment" not in submission.files:
+        raise _bad_form("missing (a PNG, JPEG or WebP photo)", "garment")
+    has_person, reuses = "person" in submission.files, "person_from" in submission.fields
+    if not has_person and not reuses:
+        raise _bad_form("missing (a PNG, JPEG or WebP photo, or person_from: an earlier job's id)", "person")
+    if has_person and reuses:
+        raise _bad_form("give either a person photo or person_from, not both", "person_from")
     return submission
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from gateway.context import API_PREFIX, Gateway
 from gateway.deps import GatewayDep, limit_requests, limit_submissions, require_api_key
@@ -33,6 +34,8 @@ router = APIRouter(
 )
 
 IDEMPOTENCY_PREFIX = "tryon:idempotency:"
+#: How long a claimed Idempotency-Key waits for its job to be created (a submission takes well under this).
+PENDING_TTL_S = 120
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 #: After deleting a job that was running, its prefix is deleted again this much later: a worker that was
 #: mid-stage may still write the result before it notices the cancellation.
@@ -58,10 +61,19 @@ def _submission_schema() -> dict[str, Any]:
     photo = "PNG, JPEG or WebP (judged by content), at most the server's max_upload_mb (GET /api/limits)."
     return {
         "type": "object",
-        "required": ["person", "garment"],
+        "required": ["garment"],
+        # The person photo, or the id of an earlier job whose person photo to reuse (not both).
+        "oneOf": [{"required": ["person"]}, {"required": ["person_from"]}],
         "additionalProperties": False,
         "properties": {
             "person": {"type": "string", "format": "binary", "description": f"Photo of the person. {photo}"},
+            "person_from": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                "description": "Instead of `person`: the id of an earlier job (yours, not deleted) whose "
+                "person photo to reuse, to try another garment without uploading the person again.",
+                "examples": [EXAMPLE_ID],
+            },
             "garment": {
                 "type": "string",
                 "format": "binary",
@@ -132,8 +144,9 @@ async def _check_backpressure(gateway: Gateway) -> None:
 
 
 def _options(submission: Submission) -> TryOnOptions:
+    fields = {name: value for name, value in submission.fields.items() if name != "person_from"}
     try:
-        return TryOnOptions.model_validate(submission.fields)
+        return TryOnOptions.model_validate(fields)
     except ValidationError as error:
         errors = [
             FieldError(field=".".join(str(part) for part in item["loc"]) or "request", message=item["msg"])
@@ -175,7 +188,8 @@ class _Idempotency:
     async def claim(self, gateway: Gateway) -> JobRecord | None:
         """The job an earlier request with this key created (None: this request goes ahead and creates it)."""
         for _ in range(3):
-            if await self.redis.set(self.name, f"pending {self.fingerprint}", nx=True, ex=self.ttl):
+            # A short claim: if this process dies before the job exists, the key frees itself soon.
+            if await self.redis.set(self.name, f"pending {self.fingerprint}", nx=True, ex=PENDING_TTL_S):
                 return None
             raw = await self.redis.get(self.name)
             if raw is None:
@@ -255,6 +269,8 @@ async def submit(
     except Problem as problem:
         gateway.metrics.refused.labels("too_large" if problem.status == 413 else "invalid").inc()
         raise
+    except ClientDisconnect as error:  # nobody to answer; not a server error either
+        raise Problem(400, "the upload was interrupted before it ended", kind="upload-interrupted") from error
     options = _options(submission)
     await _check_webhook(gateway, options.webhook_url)
 
@@ -281,20 +297,26 @@ async def submit(
 
 async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOptions) -> JobRecord:
     files = submission.files
+    storage, store = gateway.storage, gateway.store
     try:
-        person, garment = await asyncio.gather(
-            run_in_threadpool(clean_image, files["person"], "person", min_side=MIN_PERSON_SIDE),
+        if "person" in files:
+            person_job = run_in_threadpool(clean_image, files["person"], "person", min_side=MIN_PERSON_SIDE)
+        else:
+            person_job = _earlier_person(gateway, submission.fields["person_from"])
+        person_png, garment = await asyncio.gather(
+            person_job,
             run_in_threadpool(clean_image, files["garment"], "garment", min_side=MIN_GARMENT_SIDE, rgba=True),
         )
     except Problem as problem:
         gateway.metrics.refused.labels("unsupported" if problem.status == 415 else "invalid").inc()
         raise
+    if not isinstance(person_png, bytes):
+        person_png = person_png.png
     job_id = new_job_id()
     keys = {"person": input_key(job_id, "person"), "garment": input_key(job_id, "garment")}
-    storage, store = gateway.storage, gateway.store
 
     def persist() -> JobRecord:
-        storage.put(keys["person"], person.png, "image/png")
+        storage.put(keys["person"], person_png, "image/png")
         storage.put(keys["garment"], garment.png, "image/png")
         return store.create(
             job_id=job_id,
@@ -326,6 +348,25 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
         raise Problem(503, "the job could not be queued; try again", kind="queue-unavailable",
                       headers={"Retry-After": "5"}) from error  # fmt: skip
     return record
+
+
+async def _earlier_person(gateway: Gateway, job_id: str) -> bytes:
+    """The stored (checked, metadata-free) person photo of an earlier job, for person_from."""
+
+    def gone(why: str) -> Problem:
+        return Problem.field(
+            422, "person_from", why, kind="person-from-gone", title="Earlier photo not available"
+        )
+
+    if not _valid_id(job_id):
+        raise gone("not a job id")
+    record = await run_in_threadpool(gateway.store.get, job_id)
+    if record is None or "person" not in record.input_keys:
+        raise gone(f"no job {job_id!r} (deleted or expired): send the person photo again")
+    try:
+        return await run_in_threadpool(gateway.storage.get, record.input_keys["person"])
+    except ObjectNotFound as error:
+        raise gone("the earlier job's person photo has expired: send it again") from error
 
 
 # --- reading --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import io
 import json
 import socket
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -398,7 +399,8 @@ def test_security_headers_page_and_openapi(gateway: RunningGateway) -> None:
         submit_op = paths["/api/tryon"]["post"]
         assert {"202", "413", "415", "422", "429", "503"} <= set(submit_op["responses"])
         body = submit_op["requestBody"]["content"]["multipart/form-data"]["schema"]
-        assert body["required"] == ["person", "garment"] and body["additionalProperties"] is False
+        assert body["required"] == ["garment"] and body["additionalProperties"] is False
+        assert body["oneOf"] == [{"required": ["person"]}, {"required": ["person_from"]}]
         assert all(prop.get("description") for prop in body["properties"].values())
         for name, prop in spec["components"]["schemas"]["JobDocument"]["properties"].items():
             assert prop.get("description") or name in {"created_at", "updated_at"}, name
@@ -423,3 +425,48 @@ def test_examples_are_served(gateway: RunningGateway) -> None:
     assert person.headers["content-type"] == garment.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(person.content)).size == (512, 512)
     assert Image.open(io.BytesIO(garment.content)).size == (768, 1024)
+
+
+def test_an_interrupted_upload_is_a_client_error(gateway: RunningGateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/tryon HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 100000\r\n\r\n"
+            b'--x\r\nContent-Disposition: form-data; name="person"; filename="a"\r\n\r\n'
+        )
+    metric = 'tryon_gateway_requests_total{method="POST",route="/api/tryon",status="400"}'
+    deadline = time.monotonic() + 10
+    with gateway.client() as client:
+        while metric not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, "the interrupted upload was not answered as a 400"
+            time.sleep(0.05)
+
+
+def test_person_from_reuses_an_earlier_jobs_photo(
+    gateway: RunningGateway, person_png: bytes, garment_png: bytes
+) -> None:
+    storage = gateway.context.storage
+    other_garment = encode(draw_garment(color=(30, 90, 200), size=(384, 512)))
+    with gateway.client() as client:
+        first = submit(client, person_png, garment_png).json()
+        files = {"garment": ("g.png", other_garment, "image/png")}
+        second = client.post("/api/tryon", files=files, data={"person_from": first["id"]})
+        assert second.status_code == 202, second.text
+        job = second.json()
+        assert job["id"] != first["id"]
+        assert storage.get(input_key(job["id"], "person")) == storage.get(input_key(first["id"], "person"))
+        assert storage.get(input_key(job["id"], "garment")) != storage.get(input_key(first["id"], "garment"))
+
+        both = client.post(
+            "/api/tryon", files=photos(person_png, garment_png), data={"person_from": first["id"]}
+        )
+        assert_problem(both, 422, field="person_from")
+        assert_problem(client.post("/api/tryon", files=files), 422, field="person")
+        # The earlier job's photo is gone once it is deleted: the caller must upload it again.
+        assert client.delete(first["status_url"]).status_code == 204
+        gone = client.post("/api/tryon", files=files, data={"person_from": first["id"]})
+        body = assert_problem(gone, 422, field="person_from", kind="person-from-gone")
+        assert "send the person photo again" in body["detail"]
+        # Deleting the first job leaves the second one's copy alone.
+        assert storage.exists(input_key(job["id"], "person"))

@@ -148,12 +148,17 @@ def test_upload_progress_result_download_another_delete(
     page.click("#submit")
     assert "garment photo first" in page.inner_text("#error")
 
-    # Delete the (succeeded) job: the page forgets it and so does the API.
+    # The second try sends only the garment: the person photo is reused on the server (person_from).
     page.set_input_files(
         "#garment-input", {"name": "shirt.png", "mimeType": "image/png", "buffer": garment_png}
     )
-    page.click("#submit")
+    is_submission = lambda request: request.method == "POST" and "/api/tryon" in request.url  # noqa: E731
+    with page.expect_request(is_submission) as sent:
+        page.click("#submit")
+    # (Playwright does not expose multipart bodies; the declared length shows the photo was not sent.)
+    assert int(sent.value.all_headers()["content-length"]) < len(person_png) / 4
     stage_labels_until_result(page)
+    # Delete the (succeeded) job: the page forgets it and so does the API.
     job_url = page.evaluate("document.getElementById('download').getAttribute('href')").removesuffix(
         "/result"
     )
@@ -238,3 +243,22 @@ def test_drag_and_drop_sets_the_photo(open_page: Callable[..., Any], garment_png
     page.wait_for_function("() => document.getElementById('garment-preview').naturalWidth > 0")
     assert "dropped.png" in page.inner_text("#garment-text")
     assert "dragging" not in (page.get_attribute("#garment-drop", "class") or "")
+
+
+def test_without_event_source_the_page_polls(browser: Any, site: str, full_stack: Any) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        context.add_init_script("delete window.EventSource;")
+        page = context.new_page()
+        polls: list[str] = []
+        page.on("request", lambda request: "/api/tryon/" in request.url and polls.append(request.url))
+        page.goto(site)
+        page.click("#example")
+        page.wait_for_function("() => !document.getElementById('garment-preview').hidden")
+        page.click("#submit")
+        stage_labels_until_result(page)
+        assert page.is_visible("#result-section")
+        assert not any(url.endswith("/events") for url in polls)
+        assert len(polls) >= 2  # status polled until the job ended
+    finally:
+        context.close()

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.gateway.conftest import RunningGateway, photos
 from tests.gateway.test_events import read_events, work
-from tryon.local_nginx import TEMPLATE, TEMPLATE_VARIABLES, nginx_binary, render_template, running_nginx
+from tryon.local_nginx import (
+    TEMPLATE,
+    TEMPLATE_VARIABLES,
+    main_config,
+    nginx_binary,
+    render_template,
+    running_nginx,
+)
 from tryon.local_services import free_port
 
 pytestmark = pytest.mark.skipif(
@@ -33,8 +45,34 @@ def test_template_uses_exactly_the_documented_variables() -> None:
     for name in TEMPLATE_VARIABLES:
         assert "${" + name + "}" in text
         assert name in text.split("upstream")[0]  # documented in the header comment
+    assert set(re.findall(r"\$\{(\w+)\}", text)) == set(TEMPLATE_VARIABLES)
     with pytest.raises(KeyError, match="TRYON_NGINX_PORT"):
         render_template({})
+
+
+@pytest.mark.skipif(shutil.which("envsubst") is None, reason="envsubst (gettext-base) is not installed")
+def test_the_official_images_envsubst_renders_a_valid_config(tmp_path: Path) -> None:
+    """What the nginx image's entrypoint does: envsubst with the defined variables only, then nginx -t."""
+    values = {
+        "TRYON_NGINX_PORT": "127.0.0.1:8080",
+        "TRYON_GATEWAY_UPSTREAM": "127.0.0.1:8000",
+        "TRYON_FRONTEND_ROOT": "/usr/share/nginx/html",
+        "TRYON_NGINX_MAX_BODY": "31m",
+    }
+    defined = " ".join(f"${{{name}}}" for name in values)
+    rendered = subprocess.run(
+        ["envsubst", defined], input=TEMPLATE.read_text(), capture_output=True, text=True, check=True,
+        env={**os.environ, **values},
+    ).stdout  # fmt: skip
+    assert rendered == render_template(values)  # the tests' renderer does exactly what envsubst does
+    assert "$host" in rendered and "$proxy_add_x_forwarded_for" in rendered  # nginx's own variables kept
+    server = tmp_path / "default.conf"
+    server.write_text(rendered)
+    config = tmp_path / "nginx.conf"
+    config.write_text(main_config(server, tmp_path))
+    command = [str(nginx_binary()), "-t", "-p", str(tmp_path), "-c", str(config)]
+    check = subprocess.run([*command, "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
 
 
 def test_page_is_served_with_security_headers_and_gzip(proxy: str) -> None:
