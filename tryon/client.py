@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,7 @@ from tryon.v1 import (
     warp_pb2,
     warp_pb2_grpc,
 )
+from tryon.vision.openpose import draw_openpose
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -99,6 +101,9 @@ class ClientSettings(BaseSettings):
     ready_timeout_s: float = Field(default=120.0, gt=0)
     #: "raw" sends uncompressed pixels (fast, larger: for our own network); "png" for constrained links.
     wire_format: protocol.WireFormat = "raw"
+    #: 2: the compact request and response forms (keypoints, bitmasks, patches); 1: full-frame images only,
+    #: as tryon before the lean wire sent them (for servers that predate it, and to measure the difference).
+    wire_version: int = Field(default=protocol.WIRE_VERSION, ge=1, le=protocol.WIRE_VERSION)
 
     def address(self, stage: str) -> str:
         return str(getattr(self, f"{stage_of(stage).name}_addr"))
@@ -241,6 +246,16 @@ class StageClient(Generic[In, Out]):
     def _image(self, image: Any) -> common_pb2.Image:
         return protocol.image_to_proto(image, self.settings.wire_format)
 
+    def _mask(self, mask: Any) -> common_pb2.Image:
+        return protocol.mask_to_proto(mask, self.settings.wire_format, self.settings.wire_version)
+
+    def _patch(self, image: Any, base: Any) -> common_pb2.ImagePatch:
+        return protocol.patch_to_proto(image, base, self.settings.wire_format)
+
+    @property
+    def _lean(self) -> bool:
+        return self.settings.wire_version >= 2
+
     def _call(self, method: str, request: Any, *, timeout_s: float | None = None) -> Any:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
         backoff = OVERLOAD_BACKOFF_S[0]
@@ -321,6 +336,7 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
             segmentation_pb2.SegmentRequest(
                 person=self._image(inputs.person),
                 category=protocol.category_to_proto(inputs.category),
+                wire_version=self.settings.wire_version,
             ),
             timeout_s=timeout_s,
         )
@@ -340,13 +356,17 @@ class PoseClient(StageClient[PoseInput, PoseOutput]):
     def run(self, inputs: PoseInput, /, *, timeout_s: float | None = None) -> PoseOutput:
         reply = self._call(
             "Estimate",
-            pose_pb2.EstimatePoseRequest(person=self._image(inputs.person)),
+            pose_pb2.EstimatePoseRequest(
+                person=self._image(inputs.person), wire_version=self.settings.wire_version
+            ),
             timeout_s=timeout_s,
         )
-        return PoseOutput(
-            keypoints=protocol.keypoints_from_proto(reply.pose),
-            pose_image=protocol.image_from_proto(reply.pose_image, field="pose_image"),
-        )
+        keypoints = protocol.keypoints_from_proto(reply.pose)
+        if reply.pose_image.data:  # a version-1 server
+            pose_image = protocol.image_from_proto(reply.pose_image, field="pose_image")
+        else:  # what the server would have sent: its backends draw exactly this
+            pose_image = draw_openpose(keypoints, *inputs.person.shape[:2])
+        return PoseOutput(keypoints=keypoints, pose_image=pose_image)
 
 
 class WarpClient(StageClient[WarpInput, WarpOutput]):
@@ -360,14 +380,20 @@ class WarpClient(StageClient[WarpInput, WarpOutput]):
             target_width=width,
             target_height=height,
             category=protocol.category_to_proto(inputs.category),
+            wire_version=self.settings.wire_version,
         )
-        if inputs.clothing_mask is not None:
-            request.clothing_mask.CopyFrom(self._image(inputs.clothing_mask))
         reply = self._call("WarpGarment", request, timeout_s=timeout_s)
-        return WarpOutput(
-            warped_garment=protocol.rgba_from_proto(
+        if reply.HasField("warped_garment_patch"):
+            transparent = np.zeros((height, width, 4), np.uint8)
+            warped_garment = protocol.patch_from_proto(
+                reply.warped_garment_patch, field="warped_garment_patch", base=transparent, mode="RGBA"
+            )
+        else:
+            warped_garment = protocol.rgba_from_proto(
                 reply.warped_garment, field="warped_garment", shape=(height, width)
-            ),
+            )
+        return WarpOutput(
+            warped_garment=warped_garment,
             garment_landmarks={landmark.name: (landmark.x, landmark.y) for landmark in reply.landmarks},
         )
 
@@ -378,15 +404,22 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
     def run(self, inputs: InpaintInput, /, *, timeout_s: float | None = None) -> InpaintOutput:
         request = inpaint_pb2.InpaintRequest(
             person=self._image(inputs.person),
-            clothing_mask=self._image(inputs.clothing_mask),
-            warped_garment=self._image(inputs.warped_garment),
-            pose_image=self._image(inputs.pose_image),
+            clothing_mask=self._mask(inputs.clothing_mask),
             category=protocol.category_to_proto(inputs.category),
             options=protocol.options_to_proto(inputs.options),
+            wire_version=self.settings.wire_version,
         )
+        if self._lean:
+            request.warped_garment_patch.CopyFrom(self._patch(inputs.warped_garment, None))
+        else:
+            request.warped_garment.CopyFrom(self._image(inputs.warped_garment))
+        if self._lean and inputs.keypoints is not None:  # the server draws pose_image from them, as pose did
+            request.pose.CopyFrom(protocol.keypoints_to_proto(inputs.keypoints))
+        else:
+            request.pose_image.CopyFrom(self._image(inputs.pose_image))
         if not progress.is_reporting():
             reply = self._call("Inpaint", request, timeout_s=timeout_s)
-            return InpaintOutput(image=protocol.image_from_proto(reply.image, field="image"))
+            return InpaintOutput(image=_generated_image(reply, inputs.person))
         # Someone listens for progress: stream it, forwarding each step into the caller's reporter.
         result: inpaint_pb2.InpaintResponse | None = None
         for message in self._stream("InpaintStream", request, timeout_s=timeout_s):  # read to the status
@@ -396,7 +429,7 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
                 result = message.result
         if result is None:
             raise RemoteStageError(self.stage, grpc.StatusCode.INTERNAL, "the stream ended without a result")
-        return InpaintOutput(image=protocol.image_from_proto(result.image, field="image"))
+        return InpaintOutput(image=_generated_image(result, inputs.person))
 
 
 class BlendClient(StageClient[BlendInput, BlendOutput]):
@@ -405,12 +438,25 @@ class BlendClient(StageClient[BlendInput, BlendOutput]):
     def run(self, inputs: BlendInput, /, *, timeout_s: float | None = None) -> BlendOutput:
         request = blend_pb2.BlendRequest(
             person=self._image(inputs.person),
-            generated=self._image(inputs.generated),
-            clothing_mask=self._image(inputs.clothing_mask),
-            face_mask=self._image(inputs.face_mask),
+            clothing_mask=self._mask(inputs.clothing_mask),
+            face_mask=self._mask(inputs.face_mask),
+            wire_version=self.settings.wire_version,
         )
+        if self._lean:
+            request.generated_patch.CopyFrom(self._patch(inputs.generated, inputs.person))
+        else:
+            request.generated.CopyFrom(self._image(inputs.generated))
         reply = self._call("Blend", request, timeout_s=timeout_s)
-        return BlendOutput(image=protocol.image_from_proto(reply.image, field="image"))
+        return BlendOutput(image=_generated_image(reply, inputs.person))
+
+
+def _generated_image(reply: Any, person: Any) -> Any:
+    """The image of an Inpaint or Blend reply: a patch over the request's person, or (version 1) whole."""
+    if reply.HasField("image_patch"):
+        image = protocol.patch_from_proto(reply.image_patch, field="image_patch", base=person)
+    else:
+        image = protocol.image_from_proto(reply.image, field="image")
+    return image
 
 
 def remote_backends(settings: ClientSettings | None = None) -> dict[str, StageClient[Any, Any]]:

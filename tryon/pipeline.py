@@ -171,7 +171,6 @@ class TryOnPipeline:
                     keypoints=pose.keypoints,
                     target_size=(height, width),
                     category=category,
-                    clothing_mask=segmentation.clothing_mask,
                 )
             ),
         )
@@ -185,6 +184,7 @@ class TryOnPipeline:
                     pose_image=pose.pose_image,
                     category=category,
                     options=options,
+                    keypoints=pose.keypoints,  # pose_image drawn from them: a remote stage sends only these
                 )
             ),
         )

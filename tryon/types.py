@@ -175,12 +175,11 @@ class WarpInput:
     keypoints: Keypoints  # the person's COCO-18 keypoints in the target frame
     target_size: tuple[int, int]  # (height, width) of the person's working frame
     category: GarmentCategory = GarmentCategory.UPPER_BODY
-    clothing_mask: Mask | None = None  # optional: lets the warp fit the hem to the body region
 
 
 @dataclass(frozen=True)
 class WarpOutput:
-    warped_garment: npt.NDArray[np.uint8]  # (H, W, 4) RGBA in the person frame; alpha 0 = no garment
+    warped_garment: npt.NDArray[np.uint8]  # (H, W, 4) RGBA in the person frame; (0, 0, 0, 0) = no garment
     garment_landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)  # in the garment photo
 
 
@@ -192,6 +191,10 @@ class InpaintInput:
     pose_image: RGBImage
     category: GarmentCategory = GarmentCategory.UPPER_BODY
     options: GenerationOptions = GenerationOptions()
+    #: The keypoints ``pose_image`` was drawn from (``tryon.vision.openpose.draw_openpose``), when it was:
+    #: the backends read ``pose_image``; the gRPC client sends these 18 points instead of the image, and
+    #: the inpaint service draws the same pixels again.
+    keypoints: Keypoints | None = None
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import numpy as np
 
 from tryon import imaging, progress, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
-from tryon.types import InpaintInput, InpaintOutput, StageBackend, StageInputError
+from tryon.types import InpaintInput, InpaintOutput, RGBImage, StageBackend, StageInputError
 from tryon.v1 import inpaint_pb2, inpaint_pb2_grpc
+from tryon.vision.openpose import draw_openpose
 
 
 class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_grpc.InpaintServicer):
@@ -28,7 +30,7 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
         self, request: inpaint_pb2.InpaintRequest, context: grpc.ServicerContext
     ) -> inpaint_pb2.InpaintResponse:
         inputs, wire = self._decode(request)
-        return self._encode(self.backend.run(inputs), wire)
+        return self._encode(self.backend.run(inputs), inputs.person, wire, request.wire_version)
 
     def InpaintStream(
         self, request: inpaint_pb2.InpaintRequest, context: grpc.ServicerContext
@@ -55,7 +57,8 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
                         progress=inpaint_pb2.InpaintProgress(done=done, total=total)
                     )
                 elif kind == "result":
-                    yield inpaint_pb2.InpaintStreamResponse(result=self._encode(value, wire))
+                    result = self._encode(value, inputs.person, wire, request.wire_version)
+                    yield inpaint_pb2.InpaintStreamResponse(result=result)
                     return
                 else:
                     raise value
@@ -67,6 +70,15 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
     @staticmethod
     def _decode(request: inpaint_pb2.InpaintRequest) -> tuple[InpaintInput, protocol.WireFormat]:
         options = protocol.options_from_proto(request.options)  # validates first: cheapest failure
+        if (request.HasField("pose") or request.HasField("warped_garment_patch")) and protocol.long_side(
+            request.person
+        ) > imaging.WORKING_LONG_SIDE:
+            # keypoints and patches are placed in the person's frame: they cannot follow a scaled person
+            raise StageInputError(
+                f"person: with keypoints or patches (wire version 2) the person image must be at most "
+                f"{imaging.WORKING_LONG_SIDE} px on its long side",
+                field="person",
+            )
         person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
@@ -75,27 +87,46 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
         )
         if not clothing_mask.any():
             raise StageInputError("clothing_mask: empty mask, nothing to inpaint", field="clothing_mask")
-        pose_image = protocol.image_from_proto(
-            request.pose_image, field="pose_image", max_side=imaging.WORKING_LONG_SIDE
-        )
-        protocol.require_size(pose_image, shape, field="pose_image")
-        inputs = InpaintInput(
-            person=person,
-            clothing_mask=clothing_mask,
-            warped_garment=protocol.rgba_from_proto(
+        keypoints = None
+        if request.HasField("pose"):  # the pose stage's image is exactly these keypoints drawn
+            keypoints = protocol.keypoints_from_proto(request.pose)
+            pose_image = draw_openpose(keypoints, *shape)
+        else:
+            pose_image = protocol.image_from_proto(
+                request.pose_image, field="pose_image", max_side=imaging.WORKING_LONG_SIDE
+            )
+            protocol.require_size(pose_image, shape, field="pose_image")
+        if request.HasField("warped_garment_patch"):
+            transparent = np.zeros((*shape, 4), np.uint8)
+            warped_garment = protocol.patch_from_proto(
+                request.warped_garment_patch, field="warped_garment_patch", base=transparent, mode="RGBA"
+            )
+        else:
+            warped_garment = protocol.rgba_from_proto(
                 request.warped_garment,
                 field="warped_garment",
                 shape=shape,
                 max_side=imaging.WORKING_LONG_SIDE,
-            ),
+            )
+        inputs = InpaintInput(
+            person=person,
+            clothing_mask=clothing_mask,
+            warped_garment=warped_garment,
             pose_image=pose_image,
+            keypoints=keypoints,
             category=protocol.category_from_proto(request.category),
             options=options,
         )
         return inputs, wire
 
     @staticmethod
-    def _encode(result: InpaintOutput, wire: protocol.WireFormat) -> inpaint_pb2.InpaintResponse:
+    def _encode(
+        result: InpaintOutput, person: RGBImage, wire: protocol.WireFormat, version: int
+    ) -> inpaint_pb2.InpaintResponse:
+        if version >= 2:  # only what differs from the caller's person photo
+            return inpaint_pb2.InpaintResponse(
+                image_patch=protocol.patch_to_proto(result.image, person, wire)
+            )
         return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image, wire))
 
 

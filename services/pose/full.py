@@ -5,7 +5,7 @@ directory or cached snapshot) and its body estimator is called directly: it retu
 ``candidate`` (every peak: x, y, score, id) and ``subset`` (one row per person: 18 candidate indices, total
 score, part count) arrays, which carry the per-keypoint confidences that ``detect_poses`` drops.
 :func:`keypoints_from_openpose` turns them into COCO-18 keypoints in the photo's pixels, and the pose image
-is drawn by :func:`services.pose.drawing.draw_openpose`, the same renderer the lite backend uses, so the
+is drawn by :func:`tryon.vision.openpose.draw_openpose`, the same renderer the lite backend uses, so the
 ControlNet sees identical conditioning from either backend.
 """
 
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.pose.drawing import draw_openpose
 from tryon import models as model_registry
 from tryon.settings import ModelSettings
 from tryon.types import (
@@ -32,6 +31,7 @@ from tryon.types import (
     StageInputError,
 )
 from tryon.vision.images import downscale
+from tryon.vision.openpose import draw_openpose
 
 #: OpenPose's body network sees the photo at 184 px high whatever its size (controlnet_aux: boxsize 368 x
 #: scale 0.5); its heatmaps are then resized to the input and smoothed there, so detecting on a 512 px copy

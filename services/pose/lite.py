@@ -3,14 +3,13 @@
 The landmarks come from the process-wide :func:`~tryon.vision.mediapipe_landmarks.shared_pose_landmarker`
 (the lite segmentation stage uses the same one), are converted by
 :func:`~tryon.vision.mediapipe_landmarks.mediapipe_to_coco18` and drawn by the controlnet_aux-identical
-:func:`~services.pose.drawing.draw_openpose`, so the pose image matches the full backend's rendering style.
+:func:`~tryon.vision.openpose.draw_openpose`, so the pose image matches the full backend's rendering style.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from services.pose.drawing import draw_openpose
 from tryon.types import NO_PERSON_FOUND, BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
 from tryon.vision.mediapipe_landmarks import (
     MediaPipePoseLandmarker,
@@ -18,6 +17,7 @@ from tryon.vision.mediapipe_landmarks import (
     shared_pose_landmarker,
     validate_person_image,
 )
+from tryon.vision.openpose import draw_openpose
 
 MODEL_SOURCE = "bundled:mediapipe==0.10.21"
 

@@ -19,10 +19,10 @@ class PoseServicer(StageServicer[PoseInput, PoseOutput], pose_pb2_grpc.PoseServi
         person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         result = self.backend.run(PoseInput(person=person))
-        return pose_pb2.EstimatePoseResponse(
-            pose=protocol.keypoints_to_proto(result.keypoints),
-            pose_image=protocol.image_to_proto(result.pose_image, wire),
-        )
+        reply = pose_pb2.EstimatePoseResponse(pose=protocol.keypoints_to_proto(result.keypoints))
+        if request.wire_version < 2:  # version 2 callers draw the image from the keypoints themselves
+            reply.pose_image.CopyFrom(protocol.image_to_proto(result.pose_image, wire))
+        return reply
 
 
 def binding(backend: StageBackend[PoseInput, PoseOutput]) -> ServiceBinding:

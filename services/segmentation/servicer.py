@@ -23,11 +23,12 @@ class SegmentationServicer(
         result = self.backend.run(
             SegmentationInput(person=person, category=protocol.category_from_proto(request.category))
         )
+        version = request.wire_version
         return segmentation_pb2.SegmentResponse(
-            label_map=protocol.image_to_proto(result.label_map, wire),
-            clothing_mask=protocol.image_to_proto(result.clothing_mask, wire),
-            face_mask=protocol.image_to_proto(result.face_mask, wire),
-            person_mask=protocol.image_to_proto(result.person_mask, wire),
+            label_map=protocol.label_map_to_proto(result.label_map, wire, version),
+            clothing_mask=protocol.mask_to_proto(result.clothing_mask, wire, version),
+            face_mask=protocol.mask_to_proto(result.face_mask, wire, version),
+            person_mask=protocol.mask_to_proto(result.person_mask, wire, version),
         )
 
 

@@ -433,7 +433,10 @@ def warp_to_person(
     coarse = inverse(mesh).reshape(len(grid_y), len(grid_x), 2).astype(np.float32)
     full = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
     rgba = np.dstack([rgb, alpha])
-    return cv2.remap(
+    warped = cv2.remap(
         rgba, full[..., 0], full[..., 1], interpolation=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
     )  # fmt: skip
+    # No garment is transparent black: the photo's background colour would otherwise fill the frame, and
+    # the wire sends only the garment's bounding box.
+    return cv2.bitwise_and(warped, warped, mask=cv2.extractChannel(warped, 3))

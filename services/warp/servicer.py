@@ -41,27 +41,25 @@ class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServi
             request.garment, field="garment", mode="RGBA", max_side=imaging.GARMENT_LONG_SIDE
         )
         wire = protocol.wire_of(request.garment)  # answer in the caller's image format
-        clothing_mask = (
-            protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
-            if request.clothing_mask.data
-            else None
-        )
         result = self.backend.run(
             WarpInput(
                 garment=garment,
                 keypoints=protocol.keypoints_from_proto(request.pose),
                 target_size=shape,
                 category=protocol.category_from_proto(request.category),
-                clothing_mask=clothing_mask,
             )
         )
-        return warp_pb2.WarpGarmentResponse(
-            warped_garment=protocol.image_to_proto(result.warped_garment, wire),
+        reply = warp_pb2.WarpGarmentResponse(
             landmarks=[
                 warp_pb2.GarmentLandmark(name=name, x=x, y=y)
                 for name, (x, y) in result.garment_landmarks.items()
             ],
         )
+        if request.wire_version >= 2:  # the garment's bounding box; the rest of the frame is (0, 0, 0, 0)
+            reply.warped_garment_patch.CopyFrom(protocol.patch_to_proto(result.warped_garment, None, wire))
+        else:
+            reply.warped_garment.CopyFrom(protocol.image_to_proto(result.warped_garment, wire))
+        return reply
 
 
 def binding(backend: StageBackend[WarpInput, WarpOutput]) -> ServiceBinding:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,103 @@ def test_masks_are_thresholded_and_size_checked() -> None:
     assert set(np.unique(decoded)) == {0, 200}  # values above 127 (the lite surface kinds) are kept
     with pytest.raises(StageInputError, match="clothing_mask: mask is 30x20 but the person image is 40x20"):
         protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 40))
+
+
+# ------------------------------------------------------------------------------------- compact forms
+
+RNG = np.random.default_rng(3)
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 41), (64, 48), (1, 1)])
+def test_bitmask_round_trips_any_size_at_one_bit_per_pixel(height: int, width: int) -> None:
+    mask = np.where(RNG.random((height, width)) > 0.5, 255, 0).astype(np.uint8)
+    message = protocol.mask_to_proto(mask, "raw", version=2)
+    assert message.media_type == protocol.BITMASK_MEDIA_TYPE
+    assert len(message.data) == (height * width + 7) // 8
+    np.testing.assert_array_equal(protocol.mask_from_proto(message, field="m", shape=(height, width)), mask)
+
+
+def test_masks_with_other_values_deflate_exactly_and_compact_forms_need_raw_version_2() -> None:
+    mask = np.array([[0, 160, 240, 248, 255, 0, 0, 0]], np.uint8)  # the lite clothing mask's kinds
+    message = protocol.mask_to_proto(mask, "raw", 2)
+    assert message.media_type == protocol.RAW_DEFLATE_MEDIA_TYPE
+    np.testing.assert_array_equal(protocol.mask_from_proto(message, field="m", shape=(1, 8)), mask)
+    assert protocol.mask_to_proto(mask, "raw", 1).media_type == "image/x-raw"
+    assert protocol.mask_to_proto(mask, "png", 2).media_type == "image/png"
+
+
+def test_bad_bitmasks_are_input_errors_naming_the_field() -> None:
+    good = protocol.mask_to_proto(np.zeros((10, 10), np.uint8), "raw", 2)
+    short = common_pb2.Image(data=good.data[:-1], media_type=good.media_type, width=10, height=10)
+    with pytest.raises(StageInputError, match=r"^clothing_mask: 12 bytes"):
+        protocol.mask_from_proto(short, field="clothing_mask", shape=(10, 10))
+    unsized = common_pb2.Image(data=good.data, media_type=good.media_type)
+    with pytest.raises(StageInputError, match="width and height"):
+        protocol.mask_from_proto(unsized, field="clothing_mask", shape=(10, 10))
+    with pytest.raises(StageInputError, match="for masks only"):
+        protocol.image_from_proto(good, field="person", mode="RGB")
+
+
+def test_label_map_deflates_losslessly() -> None:
+    labels = np.zeros((120, 90), np.uint8)
+    labels[20:100, 10:80] = 4
+    labels[30:50, 30:60] = 11
+    message = protocol.label_map_to_proto(labels, "raw", version=2)
+    assert message.media_type == protocol.RAW_DEFLATE_MEDIA_TYPE
+    assert len(message.data) < labels.size / 20
+    np.testing.assert_array_equal(protocol.image_from_proto(message, field="label_map", mode="L"), labels)
+
+
+def test_deflate_bombs_and_garbage_are_refused() -> None:
+    bomb = common_pb2.Image(
+        data=zlib.compress(bytes(10 * 10 * 4 + 1)),
+        media_type=protocol.RAW_DEFLATE_MEDIA_TYPE,
+        width=10,
+        height=10,
+    )
+    with pytest.raises(StageInputError, match=r"^label_map: the zlib stream does not hold"):
+        protocol.image_from_proto(bomb, field="label_map", mode="L")
+    garbage = common_pb2.Image(
+        data=b"not zlib", media_type=protocol.RAW_DEFLATE_MEDIA_TYPE, width=10, height=10
+    )
+    with pytest.raises(StageInputError, match=r"^label_map: not a zlib stream"):
+        protocol.image_from_proto(garbage, field="label_map", mode="L")
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_changed_box_finds_single_byte_differences_in_any_channel(channels: int) -> None:
+    base = RNG.integers(0, 256, (50, 40, channels), dtype=np.uint8)
+    image = base.copy()
+    image[7, 3, channels - 1] ^= 1
+    image[31, 22, 0] ^= 128
+    assert protocol.changed_box(image, base) == (slice(7, 32), slice(3, 23))
+    assert protocol.changed_box(base, base) == (slice(0, 0), slice(0, 0))
+
+
+@pytest.mark.parametrize("wire", ["raw", "png"])
+def test_patches_rebuild_the_exact_frame(wire: str) -> None:
+    person = RNG.integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    generated = person.copy()
+    generated[10:30, 5:20] = RNG.integers(0, 256, (20, 15, 3), dtype=np.uint8)
+    message = protocol.patch_to_proto(generated, person, wire)
+    assert (message.x, message.y, message.image.width, message.image.height) <= (5, 10, 15, 20)
+    np.testing.assert_array_equal(protocol.patch_from_proto(message, field="p", base=person), generated)
+
+    garment = np.zeros((60, 50, 4), np.uint8)
+    garment[40:59, 2:9] = (200, 10, 10, 255)
+    transparent = np.zeros_like(garment)
+    message = protocol.patch_to_proto(garment, None, wire)
+    assert (message.image.width, message.image.height) == (7, 19)
+    rebuilt = protocol.patch_from_proto(message, field="p", base=transparent, mode="RGBA")
+    np.testing.assert_array_equal(rebuilt, garment)
+
+    unchanged = protocol.patch_to_proto(person, person, wire)
+    np.testing.assert_array_equal(protocol.patch_from_proto(unchanged, field="p", base=person), person)
+
+
+def test_a_patch_outside_the_frame_is_an_input_error() -> None:
+    frame = np.zeros((20, 20, 3), np.uint8)
+    message = protocol.patch_to_proto(np.full((20, 20, 3), 9, np.uint8), frame, "raw")
+    message.x = 5
+    with pytest.raises(StageInputError, match=r"^generated_patch: a 20x20 patch at \(5, 0\) does not fit"):
+        protocol.patch_from_proto(message, field="generated_patch", base=frame)

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from tryon.v1 import common_pb2 as tryon_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tryon/v1/blend.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"\x9f\x01\n\x0c\x42lendRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\"\n\tgenerated\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image\x12&\n\rclothing_mask\x18\x03 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\"\n\tface_mask\x18\x04 \x01(\x0b\x32\x0f.tryon.v1.Image\"/\n\rBlendResponse\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image2}\n\x05\x42lend\x12\x38\n\x05\x42lend\x12\x16.tryon.v1.BlendRequest\x1a\x17.tryon.v1.BlendResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tryon/v1/blend.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"\xe4\x01\n\x0c\x42lendRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\"\n\tgenerated\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image\x12&\n\rclothing_mask\x18\x03 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\"\n\tface_mask\x18\x04 \x01(\x0b\x32\x0f.tryon.v1.Image\x12-\n\x0fgenerated_patch\x18\x05 \x01(\x0b\x32\x14.tryon.v1.ImagePatch\x12\x14\n\x0cwire_version\x18\x06 \x01(\r\"Z\n\rBlendResponse\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12)\n\x0bimage_patch\x18\x02 \x01(\x0b\x32\x14.tryon.v1.ImagePatch2}\n\x05\x42lend\x12\x38\n\x05\x42lend\x12\x16.tryon.v1.BlendRequest\x1a\x17.tryon.v1.BlendResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,9 +23,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tryon.v1.blend_pb2', _globa
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_BLENDREQUEST']._serialized_start=58
-  _globals['_BLENDREQUEST']._serialized_end=217
-  _globals['_BLENDRESPONSE']._serialized_start=219
-  _globals['_BLENDRESPONSE']._serialized_end=266
-  _globals['_BLEND']._serialized_start=268
-  _globals['_BLEND']._serialized_end=393
+  _globals['_BLENDREQUEST']._serialized_end=286
+  _globals['_BLENDRESPONSE']._serialized_start=288
+  _globals['_BLENDRESPONSE']._serialized_end=378
+  _globals['_BLEND']._serialized_start=380
+  _globals['_BLEND']._serialized_end=505
 # @@protoc_insertion_point(module_scope)

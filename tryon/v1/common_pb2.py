@@ -14,27 +14,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tryon/v1/common.proto\x12\x08tryon.v1\"H\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"4\n\x08Keypoint\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"1\n\x08\x42odyPose\x12%\n\tkeypoints\x18\x01 \x03(\x0b\x32\x12.tryon.v1.Keypoint\"\xca\x01\n\x11GenerationOptions\x12\x11\n\x04seed\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05steps\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0eguidance_scale\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x15\n\x08strength\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x06 \x01(\tB\x07\n\x05_seedB\x08\n\x06_stepsB\x11\n\x0f_guidance_scaleB\x0b\n\t_strength\")\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x10\n\x0eGetInfoRequest\"s\n\x0bServiceInfo\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12#\n\x06models\x18\x04 \x03(\x0b\x32\x13.tryon.v1.ModelInfo\x12\x0f\n\x07version\x18\x05 \x01(\t*\x91\x01\n\x0fGarmentCategory\x12 \n\x1cGARMENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bGARMENT_CATEGORY_UPPER_BODY\x10\x01\x12\x1f\n\x1bGARMENT_CATEGORY_LOWER_BODY\x10\x02\x12\x1a\n\x16GARMENT_CATEGORY_DRESS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tryon/v1/common.proto\x12\x08tryon.v1\"H\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"B\n\nImagePatch\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\t\n\x01x\x18\x02 \x01(\r\x12\t\n\x01y\x18\x03 \x01(\r\"4\n\x08Keypoint\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"1\n\x08\x42odyPose\x12%\n\tkeypoints\x18\x01 \x03(\x0b\x32\x12.tryon.v1.Keypoint\"\xca\x01\n\x11GenerationOptions\x12\x11\n\x04seed\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05steps\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0eguidance_scale\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x15\n\x08strength\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x06 \x01(\tB\x07\n\x05_seedB\x08\n\x06_stepsB\x11\n\x0f_guidance_scaleB\x0b\n\t_strength\")\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x10\n\x0eGetInfoRequest\"s\n\x0bServiceInfo\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12#\n\x06models\x18\x04 \x03(\x0b\x32\x13.tryon.v1.ModelInfo\x12\x0f\n\x07version\x18\x05 \x01(\t*\x91\x01\n\x0fGarmentCategory\x12 \n\x1cGARMENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bGARMENT_CATEGORY_UPPER_BODY\x10\x01\x12\x1f\n\x1bGARMENT_CATEGORY_LOWER_BODY\x10\x02\x12\x1a\n\x16GARMENT_CATEGORY_DRESS\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tryon.v1.common_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_GARMENTCATEGORY']._serialized_start=598
-  _globals['_GARMENTCATEGORY']._serialized_end=743
+  _globals['_GARMENTCATEGORY']._serialized_start=666
+  _globals['_GARMENTCATEGORY']._serialized_end=811
   _globals['_IMAGE']._serialized_start=35
   _globals['_IMAGE']._serialized_end=107
-  _globals['_KEYPOINT']._serialized_start=109
-  _globals['_KEYPOINT']._serialized_end=161
-  _globals['_BODYPOSE']._serialized_start=163
-  _globals['_BODYPOSE']._serialized_end=212
-  _globals['_GENERATIONOPTIONS']._serialized_start=215
-  _globals['_GENERATIONOPTIONS']._serialized_end=417
-  _globals['_MODELINFO']._serialized_start=419
-  _globals['_MODELINFO']._serialized_end=460
-  _globals['_GETINFOREQUEST']._serialized_start=462
-  _globals['_GETINFOREQUEST']._serialized_end=478
-  _globals['_SERVICEINFO']._serialized_start=480
-  _globals['_SERVICEINFO']._serialized_end=595
+  _globals['_IMAGEPATCH']._serialized_start=109
+  _globals['_IMAGEPATCH']._serialized_end=175
+  _globals['_KEYPOINT']._serialized_start=177
+  _globals['_KEYPOINT']._serialized_end=229
+  _globals['_BODYPOSE']._serialized_start=231
+  _globals['_BODYPOSE']._serialized_end=280
+  _globals['_GENERATIONOPTIONS']._serialized_start=283
+  _globals['_GENERATIONOPTIONS']._serialized_end=485
+  _globals['_MODELINFO']._serialized_start=487
+  _globals['_MODELINFO']._serialized_end=528
+  _globals['_GETINFOREQUEST']._serialized_start=530
+  _globals['_GETINFOREQUEST']._serialized_end=546
+  _globals['_SERVICEINFO']._serialized_start=548
+  _globals['_SERVICEINFO']._serialized_end=663
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,16 @@ class Image(_message.Message):
     height: int
     def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
+class ImagePatch(_message.Message):
+    __slots__ = ("image", "x", "y")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    x: int
+    y: int
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., x: _Optional[int] = ..., y: _Optional[int] = ...) -> None: ...
+
 class Keypoint(_message.Message):
     __slots__ = ("x", "y", "confidence")
     X_FIELD_NUMBER: _ClassVar[int]

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from tryon.v1 import common_pb2 as tryon_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tryon/v1/inpaint.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"\x82\x02\n\x0eInpaintRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12&\n\rclothing_mask\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\'\n\x0ewarped_garment\x18\x03 \x01(\x0b\x32\x0f.tryon.v1.Image\x12#\n\npose_image\x18\x04 \x01(\x0b\x32\x0f.tryon.v1.Image\x12+\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x19.tryon.v1.GarmentCategory\x12,\n\x07options\x18\x06 \x01(\x0b\x32\x1b.tryon.v1.GenerationOptions\"1\n\x0fInpaintResponse\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\".\n\x0fInpaintProgress\x12\x0c\n\x04\x64one\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\"|\n\x15InpaintStreamResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.tryon.v1.InpaintProgressH\x00\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x19.tryon.v1.InpaintResponseH\x00\x42\x07\n\x05\x65vent2\xd3\x01\n\x07Inpaint\x12>\n\x07Inpaint\x12\x18.tryon.v1.InpaintRequest\x1a\x19.tryon.v1.InpaintResponse\x12L\n\rInpaintStream\x12\x18.tryon.v1.InpaintRequest\x1a\x1f.tryon.v1.InpaintStreamResponse0\x01\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tryon/v1/inpaint.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"\xee\x02\n\x0eInpaintRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12&\n\rclothing_mask\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\'\n\x0ewarped_garment\x18\x03 \x01(\x0b\x32\x0f.tryon.v1.Image\x12#\n\npose_image\x18\x04 \x01(\x0b\x32\x0f.tryon.v1.Image\x12+\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x19.tryon.v1.GarmentCategory\x12,\n\x07options\x18\x06 \x01(\x0b\x32\x1b.tryon.v1.GenerationOptions\x12 \n\x04pose\x18\x07 \x01(\x0b\x32\x12.tryon.v1.BodyPose\x12\x32\n\x14warped_garment_patch\x18\x08 \x01(\x0b\x32\x14.tryon.v1.ImagePatch\x12\x14\n\x0cwire_version\x18\t \x01(\r\"\\\n\x0fInpaintResponse\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12)\n\x0bimage_patch\x18\x02 \x01(\x0b\x32\x14.tryon.v1.ImagePatch\".\n\x0fInpaintProgress\x12\x0c\n\x04\x64one\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\"|\n\x15InpaintStreamResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.tryon.v1.InpaintProgressH\x00\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x19.tryon.v1.InpaintResponseH\x00\x42\x07\n\x05\x65vent2\xd3\x01\n\x07Inpaint\x12>\n\x07Inpaint\x12\x18.tryon.v1.InpaintRequest\x1a\x19.tryon.v1.InpaintResponse\x12L\n\rInpaintStream\x12\x18.tryon.v1.InpaintRequest\x1a\x1f.tryon.v1.InpaintStreamResponse0\x01\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,13 +23,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tryon.v1.inpaint_pb2', _glo
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_INPAINTREQUEST']._serialized_start=60
-  _globals['_INPAINTREQUEST']._serialized_end=318
-  _globals['_INPAINTRESPONSE']._serialized_start=320
-  _globals['_INPAINTRESPONSE']._serialized_end=369
-  _globals['_INPAINTPROGRESS']._serialized_start=371
-  _globals['_INPAINTPROGRESS']._serialized_end=417
-  _globals['_INPAINTSTREAMRESPONSE']._serialized_start=419
-  _globals['_INPAINTSTREAMRESPONSE']._serialized_end=543
-  _globals['_INPAINT']._serialized_start=546
-  _globals['_INPAINT']._serialized_end=757
+  _globals['_INPAINTREQUEST']._serialized_end=426
+  _globals['_INPAINTRESPONSE']._serialized_start=428
+  _globals['_INPAINTRESPONSE']._serialized_end=520
+  _globals['_INPAINTPROGRESS']._serialized_start=522
+  _globals['_INPAINTPROGRESS']._serialized_end=568
+  _globals['_INPAINTSTREAMRESPONSE']._serialized_start=570
+  _globals['_INPAINTSTREAMRESPONSE']._serialized_end=694
+  _globals['_INPAINT']._serialized_start=697
+  _globals['_INPAINT']._serialized_end=908
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from tryon.v1 import common_pb2 as tryon_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tryon/v1/pose.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"6\n\x13\x45stimatePoseRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\"]\n\x14\x45stimatePoseResponse\x12 \n\x04pose\x18\x01 \x01(\x0b\x32\x12.tryon.v1.BodyPose\x12#\n\npose_image\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image2\x8d\x01\n\x04Pose\x12I\n\x08\x45stimate\x12\x1d.tryon.v1.EstimatePoseRequest\x1a\x1e.tryon.v1.EstimatePoseResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tryon/v1/pose.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"L\n\x13\x45stimatePoseRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\x14\n\x0cwire_version\x18\x02 \x01(\r\"]\n\x14\x45stimatePoseResponse\x12 \n\x04pose\x18\x01 \x01(\x0b\x32\x12.tryon.v1.BodyPose\x12#\n\npose_image\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image2\x8d\x01\n\x04Pose\x12I\n\x08\x45stimate\x12\x1d.tryon.v1.EstimatePoseRequest\x1a\x1e.tryon.v1.EstimatePoseResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,9 +23,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tryon.v1.pose_pb2', _global
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_ESTIMATEPOSEREQUEST']._serialized_start=56
-  _globals['_ESTIMATEPOSEREQUEST']._serialized_end=110
-  _globals['_ESTIMATEPOSERESPONSE']._serialized_start=112
-  _globals['_ESTIMATEPOSERESPONSE']._serialized_end=205
-  _globals['_POSE']._serialized_start=208
-  _globals['_POSE']._serialized_end=349
+  _globals['_ESTIMATEPOSEREQUEST']._serialized_end=132
+  _globals['_ESTIMATEPOSERESPONSE']._serialized_start=134
+  _globals['_ESTIMATEPOSERESPONSE']._serialized_end=227
+  _globals['_POSE']._serialized_start=230
+  _globals['_POSE']._serialized_end=371
 # @@protoc_insertion_point(module_scope)

@@ -6,10 +6,12 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EstimatePoseRequest(_message.Message):
-    __slots__ = ("person",)
+    __slots__ = ("person", "wire_version")
     PERSON_FIELD_NUMBER: _ClassVar[int]
+    WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     person: _common_pb2.Image
-    def __init__(self, person: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
+    wire_version: int
+    def __init__(self, person: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., wire_version: _Optional[int] = ...) -> None: ...
 
 class EstimatePoseResponse(_message.Message):
     __slots__ = ("pose", "pose_image")

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from tryon.v1 import common_pb2 as tryon_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btryon/v1/segmentation.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"^\n\x0eSegmentRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12+\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x19.tryon.v1.GarmentCategory\"\xa7\x01\n\x0fSegmentResponse\x12\"\n\tlabel_map\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12&\n\rclothing_mask\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\"\n\tface_mask\x18\x03 \x01(\x0b\x32\x0f.tryon.v1.Image\x12$\n\x0bperson_mask\x18\x04 \x01(\x0b\x32\x0f.tryon.v1.Image2\x8a\x01\n\x0cSegmentation\x12>\n\x07Segment\x12\x18.tryon.v1.SegmentRequest\x1a\x19.tryon.v1.SegmentResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btryon/v1/segmentation.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"t\n\x0eSegmentRequest\x12\x1f\n\x06person\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12+\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x19.tryon.v1.GarmentCategory\x12\x14\n\x0cwire_version\x18\x03 \x01(\r\"\xa7\x01\n\x0fSegmentResponse\x12\"\n\tlabel_map\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12&\n\rclothing_mask\x18\x02 \x01(\x0b\x32\x0f.tryon.v1.Image\x12\"\n\tface_mask\x18\x03 \x01(\x0b\x32\x0f.tryon.v1.Image\x12$\n\x0bperson_mask\x18\x04 \x01(\x0b\x32\x0f.tryon.v1.Image2\x8a\x01\n\x0cSegmentation\x12>\n\x07Segment\x12\x18.tryon.v1.SegmentRequest\x1a\x19.tryon.v1.SegmentResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,9 +23,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tryon.v1.segmentation_pb2',
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_SEGMENTREQUEST']._serialized_start=64
-  _globals['_SEGMENTREQUEST']._serialized_end=158
-  _globals['_SEGMENTRESPONSE']._serialized_start=161
-  _globals['_SEGMENTRESPONSE']._serialized_end=328
-  _globals['_SEGMENTATION']._serialized_start=331
-  _globals['_SEGMENTATION']._serialized_end=469
+  _globals['_SEGMENTREQUEST']._serialized_end=180
+  _globals['_SEGMENTRESPONSE']._serialized_start=183
+  _globals['_SEGMENTRESPONSE']._serialized_end=350
+  _globals['_SEGMENTATION']._serialized_start=353
+  _globals['_SEGMENTATION']._serialized_end=491
 # @@protoc_insertion_point(module_scope)

@@ -6,12 +6,14 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SegmentRequest(_message.Message):
-    __slots__ = ("person", "category")
+    __slots__ = ("person", "category", "wire_version")
     PERSON_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    WIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     person: _common_pb2.Image
     category: _common_pb2.GarmentCategory
-    def __init__(self, person: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., category: _Optional[_Union[_common_pb2.GarmentCategory, str]] = ...) -> None: ...
+    wire_version: int
+    def __init__(self, person: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., category: _Optional[_Union[_common_pb2.GarmentCategory, str]] = ..., wire_version: _Optional[int] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
     __slots__ = ("label_map", "clothing_mask", "face_mask", "person_mask")

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from tryon.v1 import common_pb2 as tryon_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tryon/v1/warp.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"\xda\x01\n\x12WarpGarmentRequest\x12 \n\x07garment\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12 \n\x04pose\x18\x02 \x01(\x0b\x32\x12.tryon.v1.BodyPose\x12\x14\n\x0ctarget_width\x18\x03 \x01(\r\x12\x15\n\rtarget_height\x18\x04 \x01(\r\x12+\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x19.tryon.v1.GarmentCategory\x12&\n\rclothing_mask\x18\x06 \x01(\x0b\x32\x0f.tryon.v1.Image\"5\n\x0fGarmentLandmark\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01x\x18\x02 \x01(\x02\x12\t\n\x01y\x18\x03 \x01(\x02\"l\n\x13WarpGarmentResponse\x12\'\n\x0ewarped_garment\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12,\n\tlandmarks\x18\x02 \x03(\x0b\x32\x19.tryon.v1.GarmentLandmark2\x8e\x01\n\x04Warp\x12J\n\x0bWarpGarment\x12\x1c.tryon.v1.WarpGarmentRequest\x1a\x1d.tryon.v1.WarpGarmentResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tryon/v1/warp.proto\x12\x08tryon.v1\x1a\x15tryon/v1/common.proto\"\xdd\x01\n\x12WarpGarmentRequest\x12 \n\x07garment\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12 \n\x04pose\x18\x02 \x01(\x0b\x32\x12.tryon.v1.BodyPose\x12\x14\n\x0ctarget_width\x18\x03 \x01(\r\x12\x15\n\rtarget_height\x18\x04 \x01(\r\x12+\n\x08\x63\x61tegory\x18\x05 \x01(\x0e\x32\x19.tryon.v1.GarmentCategory\x12\x14\n\x0cwire_version\x18\x07 \x01(\rJ\x04\x08\x06\x10\x07R\rclothing_mask\"5\n\x0fGarmentLandmark\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01x\x18\x02 \x01(\x02\x12\t\n\x01y\x18\x03 \x01(\x02\"\xa0\x01\n\x13WarpGarmentResponse\x12\'\n\x0ewarped_garment\x18\x01 \x01(\x0b\x32\x0f.tryon.v1.Image\x12,\n\tlandmarks\x18\x02 \x03(\x0b\x32\x19.tryon.v1.GarmentLandmark\x12\x32\n\x14warped_garment_patch\x18\x03 \x01(\x0b\x32\x14.tryon.v1.ImagePatch2\x8e\x01\n\x04Warp\x12J\n\x0bWarpGarment\x12\x1c.tryon.v1.WarpGarmentRequest\x1a\x1d.tryon.v1.WarpGarmentResponse\x12:\n\x07GetInfo\x12\x18.tryon.v1.GetInfoRequest\x1a\x15.tryon.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,11 +23,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tryon.v1.warp_pb2', _global
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_WARPGARMENTREQUEST']._serialized_start=57
-  _globals['_WARPGARMENTREQUEST']._serialized_end=275
-  _globals['_GARMENTLANDMARK']._serialized_start=277
-  _globals['_GARMENTLANDMARK']._serialized_end=330
-  _globals['_WARPGARMENTRESPONSE']._serialized_start=332
-  _globals['_WARPGARMENTRESPONSE']._serialized_end=440
-  _globals['_WARP']._serialized_start=443
-  _globals['_WARP']._serialized_end=585
+  _globals['_WARPGARMENTREQUEST']._serialized_end=278
+  _globals['_GARMENTLANDMARK']._serialized_start=280
+  _globals['_GARMENTLANDMARK']._serialized_end=333
+  _globals['_WARPGARMENTRESPONSE']._serialized_start=336
+  _globals['_WARPGARMENTRESPONSE']._serialized_end=496
+  _globals['_WARP']._serialized_start=499
+  _globals['_WARP']._serialized_end=641
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,7 @@ from tryon.client import InpaintClient, RemoteStageError
 from tryon.runtime import StageServer
 from tryon.settings import StageSettings
 from tryon.types import BackendInfo, InpaintInput, InpaintOutput, StageInputError
+from tryon.vision.openpose import draw_openpose
 
 STEPS = 5
 
@@ -35,6 +36,7 @@ class SteppingInpaint:
         pass
 
     def run(self, inputs: InpaintInput, /) -> InpaintOutput:
+        self.last_inputs = inputs
         for step in range(STEPS):
             while not self.release.wait(0.01):
                 try:
@@ -178,3 +180,30 @@ def test_stream_calls_are_counted_in_the_metrics(server: StageServer, client: In
 
     body = generate_latest(server.metrics.registry).decode()
     assert 'tryon_grpc_requests_total{code="OK",method="InpaintStream",stage="inpaint"}' in body
+
+
+def test_lean_request_gives_the_backend_the_exact_images(
+    client: InpaintClient, backend: SteppingInpaint
+) -> None:
+    """Keypoints in, the pose stage's image out (drawn by the servicer); the garment patch rebuilt exactly."""
+    inputs = _inputs(height=90, width=70)
+    keypoints = np.zeros((18, 3), np.float32)
+    keypoints[:, 0] = np.linspace(5.3, 64.7, 18)  # x spans the width, y the height: a swap would show
+    keypoints[:, 1] = np.linspace(3.1, 86.9, 18)
+    keypoints[:, 2] = 0.9
+    keypoints[4] = 0  # a keypoint that was not found
+    garment = np.zeros((90, 70, 4), np.uint8)
+    garment[30:80, 12:50] = inputs.warped_garment[30:80, 12:50]
+    lean = InpaintInput(
+        person=inputs.person,
+        clothing_mask=inputs.clothing_mask,
+        warped_garment=garment,
+        pose_image=draw_openpose(keypoints, 90, 70),
+        keypoints=keypoints,
+    )
+    client.run(lean)
+    received = backend.last_inputs
+    np.testing.assert_array_equal(received.pose_image, lean.pose_image)
+    np.testing.assert_array_equal(received.warped_garment, garment)
+    np.testing.assert_array_equal(received.clothing_mask, inputs.clothing_mask)
+    np.testing.assert_array_equal(received.keypoints, keypoints)

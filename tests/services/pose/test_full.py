@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import skimage.data
 
-from services.pose.drawing import draw_openpose
 from services.pose.full import FullPose, keypoints_from_openpose
 from tests.tiny_models import tiny_model_settings
 from tryon.types import KP, NO_PERSON_FOUND, PoseInput, StageInputError
+from tryon.vision.openpose import draw_openpose
 
 #: A standing person in a 256 x 192 image, COCO-18 order (x, y); None = not detected.
 SKELETON = [

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import skimage.data
 
-from services.pose.drawing import draw_openpose
 from services.pose.lite import LitePose
 from tests.imagegen import person_photo
 from tryon.types import COCO18_NAMES, KP, NO_PERSON_FOUND, PoseInput, StageInputError
@@ -21,6 +20,7 @@ from tryon.vision.mediapipe_landmarks import (
     NUM_MEDIAPIPE_LANDMARKS,
     mediapipe_to_coco18,
 )
+from tryon.vision.openpose import draw_openpose
 
 HEIGHT, WIDTH = 400, 300
 

@@ -4,6 +4,10 @@ The SDXL ControlNet (thibaud/controlnet-openpose-sdxl-1.0) was trained on contro
 both pose backends draw with this copy of its ``draw_bodypose`` (limbs as filled ellipses at 60 % colour,
 then joints as radius-4 discs) on a black canvas. It is re-implemented rather than imported because
 importing controlnet_aux pulls in torch, which the lite path must not load.
+
+It lives in the shared package because the image is drawn on both sides of the wire: the pose stage draws
+it for its output, and the gRPC chain sends only the 18 keypoints on to the inpaint stage, whose servicer
+draws the same pixels again (the pose client does too, for its ``PoseOutput``).
 """
 
 from __future__ import annotations

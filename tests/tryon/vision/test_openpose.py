@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.pose.drawing import draw_openpose
 from tryon.types import KP, NUM_KEYPOINTS
+from tryon.vision.openpose import draw_openpose
 
 #: A standing person in a 320 x 240 (h x w) photo, COCO-18 order (x, y); None = missing.
 SKELETON: list[tuple[float, float] | None] = [
@@ -103,7 +103,7 @@ def test_drawing_module_does_not_import_torch() -> None:
     import subprocess
 
     code = (
-        "import sys, numpy as np; from services.pose.drawing import draw_openpose; "
+        "import sys, numpy as np; from tryon.vision.openpose import draw_openpose; "
         "draw_openpose(np.ones((18, 3), np.float32), 32, 32); assert 'torch' not in sys.modules"
     )
     repo_root = Path(__file__).resolve().parents[3]
