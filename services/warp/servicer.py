@@ -25,7 +25,11 @@ class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServi
                     f"{field}: must be in [16, {MAX_TARGET_SIDE}], got {getattr(request, field)}", field=field
                 )
         shape = (request.target_height, request.target_width)
-        garment = protocol.image_from_proto(request.garment, field="garment", mode="RGBA")
+        # An RGB garment stays RGB: adding an opaque alpha only costs a copy (the backend ignores it).
+        opaque = protocol.is_raw_rgb(request.garment)
+        garment = protocol.image_from_proto(
+            request.garment, field="garment", mode="RGB" if opaque else "RGBA"
+        )
         wire = protocol.wire_of(request.garment)  # answer in the caller's image format
         result = self.backend.run(
             WarpInput(
