@@ -172,6 +172,7 @@ def plan(
                 "TRYON_HOST": "127.0.0.1",
                 "TRYON_PORT": str(gateway_port),
                 "TRYON_SERVE_FRONTEND": "0" if nginx else "1",
+                "TRYON_ACCESS_LOG": "1",  # one line per request, with the job id when it is about one
             },
         )
     if nginx and "gateway" in processes:

@@ -6,6 +6,7 @@ backend objects. Segmentation and pose are independent, so they run concurrently
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -147,12 +148,17 @@ class TryOnPipeline:
         person = prepare_person(person)
         garment = prepare_garment(garment)
 
+        # Each task runs in a copy of the caller's context: the job id, trace and progress reporter (all
+        # ContextVars) reach the stage calls made from the pool's threads.
         segmentation_future = self._parallel.submit(
-            timed, "segmentation",
+            contextvars.copy_context().run, timed, "segmentation",
             lambda: self.backends["segmentation"].run(SegmentationInput(person=person, category=category)),
         )  # fmt: skip
         pose_future = self._parallel.submit(
-            timed, "pose", lambda: self.backends["pose"].run(PoseInput(person=person))
+            contextvars.copy_context().run,
+            timed,
+            "pose",
+            lambda: self.backends["pose"].run(PoseInput(person=person)),
         )
         # Pose errors ("no person found") are the more useful message, so surface them first.
         pose: PoseOutput = pose_future.result()

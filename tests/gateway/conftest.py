@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -107,3 +108,10 @@ def garment_png() -> bytes:
 
 def photos(person: bytes, garment: bytes) -> dict[str, tuple[str, bytes, str]]:
     return {"person": ("person.png", person, "image/png"), "garment": ("garment.png", garment, "image/png")}
+
+
+# The end-to-end fixtures (full_stack: lite services + a worker + a gateway), defined once for the directory
+# so every module shares one stack; absent where the orchestrator is not (its tests' helpers build it), and
+# then the e2e modules skip themselves.
+with contextlib.suppress(ImportError):
+    from tests.gateway.stack import expected_result, full_stack, lite_services  # noqa: F401

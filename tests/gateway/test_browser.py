@@ -22,8 +22,7 @@ from tryon.local_nginx import nginx_binary, running_nginx
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
-stack = pytest.importorskip("tests.gateway.stack", reason="the orchestrator (worker) is not in this tree")
-full_stack, lite_services = stack.full_stack, stack.lite_services
+pytest.importorskip("tests.gateway.stack", reason="the orchestrator (worker) is not in this tree")
 
 pytestmark = [
     pytest.mark.slow,  # ~25 s: a browser, nginx and a gateway

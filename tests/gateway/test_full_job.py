@@ -18,7 +18,6 @@ from tests.gateway.test_events import read_events
 from tryon.jobs.webhooks import SIGNATURE_HEADER, verify_signature
 
 stack = pytest.importorskip("tests.gateway.stack", reason="the orchestrator (worker) is not in this tree")
-full_stack, lite_services, expected_result = stack.full_stack, stack.lite_services, stack.expected_result
 
 pytestmark = pytest.mark.slow  # five services and a worker start (~30 s on 2 cores)
 
