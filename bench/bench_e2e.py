@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.conftest import GATEWAY_ENV
+from tests.e2e.conftest import FAST_RECOVERY_ENV, GATEWAY_ENV
 from tests.e2e.load import fault_schedule, run_load
 from tryon.local_services import free_port
 from tryon.localstack import LocalStack, plan
@@ -33,7 +33,10 @@ def main() -> int:
     args = parser.parse_args()
 
     run_dir = Path(tempfile.mkdtemp(prefix="tryon-bench-e2e-"))
-    stack = LocalStack(plan(run_dir, free_port(), env={"gateway": GATEWAY_ENV}))
+    # The e2e suite's settings: no per-client limits; short job limits so a killed worker's jobs come back
+    # after 50 s (docs/OPERATIONS.md), and the same settings for the clean run, so the figures compare.
+    env = {"gateway": {**GATEWAY_ENV, **FAST_RECOVERY_ENV}, "worker": dict(FAST_RECOVERY_ENV)}
+    stack = LocalStack(plan(run_dir, free_port(), env=env))
     try:
         took = stack.up(timeout_s=90)
         front = "nginx" if stack.config.nginx else "gateway"

@@ -1,14 +1,36 @@
-"""Full inpaint stage benchmark: SDXL inpainting + OpenPose ControlNet at full size, random weights.
+"""Full inpaint stage benchmark: SDXL inpainting + OpenPose ControlNet + IP-Adapter Plus, random weights.
 
-    python bench/bench_inpaint_gpu.py                      # CUDA, fp16, 1024x1024, 30 steps, 5 runs
-    python bench/bench_inpaint_gpu.py --compile both       # also with torch.compile'd UNet + ControlNet
-    python bench/bench_inpaint_gpu.py --tiny               # CPU smoke test on the tests' tiny models
+    python bench/bench_inpaint_gpu.py                        # CUDA, every configuration below, one table
+    python bench/bench_inpaint_gpu.py --configs base,fast    # a subset ('+' combines options)
+    python bench/bench_inpaint_gpu.py --dtype bf16           # bf16 instead of fp16 as the base precision
+    python bench/bench_inpaint_gpu.py --tiny                 # CPU smoke run of the same code on tiny models
 
-Measures the production code path, :class:`services.inpaint.full.FullInpaint`: the models are built from
-the published architectures with random weights (no hub access: timing does not depend on weight values),
-saved as a diffusers checkpoint in a scratch directory and loaded by ``FullInpaint.load()``. Reports load
-time, the first (warm-up) call, the median of ``--runs`` calls at batch 1, and peak GPU memory, as a
-markdown table for docs/BENCHMARKS.md.
+Configurations (``--configs``, comma-separated; each is one option or several joined by '+'):
+
+* ``base``: the production defaults: fp16 (``--dtype``), PyTorch SDPA attention, IP-Adapter Plus on,
+  stock VAE (decoded in fp32: ``force_upcast``), eager PyTorch, 30 steps.
+* ``bf16``: bfloat16 instead of ``--dtype``.
+* ``no_ip``: without the IP-Adapter (what the image prompt costs).
+* ``vanilla_attn``: diffusers' classic ``AttnProcessor`` instead of SDPA (without the IP-Adapter, whose
+  processors are SDPA-only here).
+* ``channels_last``: UNet, ControlNet(s) and VAE in channels-last memory format.
+* ``compile``: ``torch.compile(mode="max-autotune")`` of the UNet and ControlNet(s), with the inductor
+  flags of diffusers' "accelerate inference of SDXL" tutorial.
+* ``fp16_vae``: the fp16-fix VAE (``force_upcast`` off: the VAE runs in fp16).
+* ``deepcache``: DeepCache-style feature reuse, ``deep_cache_interval=3``.
+* ``distilled``: 8 steps with DDIM "trailing" timesteps and classifier-free guidance kept: the schedule of
+  Hyper-SD's CFG-preserving 8-step SDXL LoRA. A LoRA fused into the weights adds no inference cost, so
+  random weights time it exactly; loading the real LoRA needs ``peft``, which the project does not ship yet.
+* ``edges``: with the optional edges ControlNet (MultiControlNet).
+* ``fast``: shorthand for ``fp16_vae+channels_last+compile``.
+
+Measures the production code path, :class:`services.inpaint.full.FullInpaint` (strength map, crop,
+IP-Adapter, paste-back included): the models are built from the published architectures with random
+weights (no hub access: timing does not depend on weight values), saved as diffusers checkpoints in a
+scratch directory and loaded by ``FullInpaint.load()``. Reports, per configuration, load time, the first
+(warm-up) call, the median of ``--runs`` calls at batch 1, and peak GPU memory, as a markdown table for
+docs/BENCHMARKS.md. The IP-Adapter stand-in is IP-Adapter Plus SDXL's resampler (16 queries, width 1280,
+depth 4, 20 heads) and OpenCLIP ViT-H/14's vision tower (width 1280, 32 layers, 224 px, patch 14).
 
 Where the architecture numbers come from (bench/configs/sdxl/*.json; regenerate them with
 ``--derive-configs INVOKEAI_CONFIGS OPEN_CLIP_CONFIGS``, the two folders being
@@ -62,6 +84,33 @@ from tryon.types import GarmentCategory, GenerationOptions, InpaintInput  # noqa
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "sdxl"
 COMPONENTS = ("unet", "controlnet", "vae", "text_encoder", "text_encoder_2", "scheduler")
+#: OpenCLIP ViT-H/14's vision tower as transformers' CLIPVisionConfig (h94/IP-Adapter models/image_encoder).
+IP_ADAPTER_VISION = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+}
+OPTIONS = (
+    "bf16",
+    "no_ip",
+    "vanilla_attn",
+    "channels_last",
+    "compile",
+    "fp16_vae",
+    "deepcache",
+    "distilled",
+    "edges",
+)
+ALIASES = {"base": (), "fast": ("fp16_vae", "channels_last", "compile")}
+DEFAULT_CONFIGS = ",".join(("base", *OPTIONS, "fast", "fast+distilled"))
+DISTILLED_STEPS = 8
+DEEP_CACHE_INTERVAL = 3
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -159,7 +208,7 @@ def build_full_size(directory: Path, device: str, dtype_name: str) -> dict[str, 
         CLIPTokenizer,
     )
 
-    from tests.tiny_models import write_clip_tokenizer
+    from tests.tiny_models import write_clip_tokenizer, write_ip_adapter_plus
 
     configs = load_configs()
     dtype = getattr(torch, dtype_name)
@@ -192,6 +241,20 @@ def build_full_size(directory: Path, device: str, dtype_name: str) -> dict[str, 
     for name, pad_token in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
         write_clip_tokenizer(directory / "sdxl" / name, pad_token=pad_token)  # the published file layout
     controlnet.save_pretrained(directory / "controlnet", variant=variant)
+    # The fp16-fix VAE has the stock architecture; only force_upcast differs (it runs in fp16).
+    vae.register_to_config(force_upcast=False)
+    vae.save_pretrained(directory / "vae-fp16", variant=variant)
+    write_ip_adapter_plus(
+        directory / "ip-adapter",
+        vision=IP_ADAPTER_VISION,
+        unet_config=configs["unet"],
+        hidden=1280,
+        heads=20,
+        queries=16,
+        std=0.02,
+        device=device,
+        dtype=dtype,
+    )
     facts = {
         "unet_params": sum(p.numel() for p in unet.parameters()),
         "controlnet_params": sum(p.numel() for p in controlnet.parameters()),
@@ -208,11 +271,17 @@ def build_full_size(directory: Path, device: str, dtype_name: str) -> dict[str, 
 
 
 def build_tiny(directory: Path) -> dict[str, Any]:
-    from tests.tiny_models import build_controlnet, build_sdxl_inpaint
+    import shutil
+
+    from tests.tiny_models import build_controlnet, build_ip_adapter, build_sdxl_inpaint
 
     started = time.perf_counter()
     build_sdxl_inpaint(directory / "sdxl")
     build_controlnet(directory / "controlnet")
+    build_ip_adapter(directory / "ip-adapter")
+    shutil.copytree(directory / "sdxl" / "vae", directory / "vae-fp16")
+    config = json.loads((directory / "vae-fp16" / "config.json").read_text())
+    (directory / "vae-fp16" / "config.json").write_text(json.dumps({**config, "force_upcast": False}))
     return {"build_s": time.perf_counter() - started}
 
 
@@ -243,7 +312,7 @@ def synthetic_request(size: int, steps: int, seed: int) -> InpaintInput:
 
 @dataclass
 class Row:
-    mode: str
+    config: str
     device: str
     dtype: str
     size: int
@@ -254,9 +323,72 @@ class Row:
     peak_gib: float | None
 
 
-def bench_once(models: ModelSettings, *, size: int, steps: int, runs: int, compiled: bool) -> Row:
+def parse_config(config: str) -> tuple[str, ...]:
+    """``"fast+distilled"`` -> the options it names (aliases expanded); unknown names are an error."""
+    options: list[str] = []
+    for part in config.split("+"):
+        part = part.strip()
+        if part in ALIASES:
+            options.extend(ALIASES[part])
+        elif part in OPTIONS:
+            options.append(part)
+        else:
+            raise ValueError(
+                f"unknown option {part!r} in {config!r} (options: {', '.join(OPTIONS)}, base, fast)"
+            )
+    return tuple(dict.fromkeys(options))
+
+
+def config_settings(options: tuple[str, ...], root: Path, *, device: str, dtype: str) -> ModelSettings:
+    """The ModelSettings of one configuration (the optimisations that are settings)."""
+    return ModelSettings(
+        sdxl_inpaint_model=str(root / "sdxl"),
+        controlnet_openpose_model=str(root / "controlnet"),
+        ip_adapter_model="" if {"no_ip", "vanilla_attn"} & set(options) else str(root / "ip-adapter"),
+        vae_model=str(root / "vae-fp16") if "fp16_vae" in options else "",
+        controlnet_edges_model=str(root / "controlnet") if "edges" in options else "",
+        deep_cache_interval=DEEP_CACHE_INTERVAL if "deepcache" in options else 1,
+        device="cpu" if device == "cpu" else "cuda",
+        dtype="bf16" if "bf16" in options else dtype,
+    )
+
+
+def apply_options(backend: FullInpaint, options: tuple[str, ...]) -> None:
+    """The optimisations that act on the loaded pipeline (not settings of the service)."""
     import torch
 
+    pipeline = backend._pipeline
+    controlnets = getattr(pipeline.controlnet, "nets", [pipeline.controlnet])
+    if "vanilla_attn" in options:
+        from diffusers.models.attention_processor import AttnProcessor
+
+        for model in (pipeline.unet, *controlnets, pipeline.vae):
+            model.set_attn_processor(AttnProcessor())
+    if "channels_last" in options:
+        for model in (pipeline.unet, *controlnets, pipeline.vae):
+            model.to(memory_format=torch.channels_last)
+    if "distilled" in options:
+        from diffusers import DDIMScheduler
+
+        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, timestep_spacing="trailing")
+    if "compile" in options:
+        import torch._inductor.config as inductor
+
+        # diffusers' SDXL tutorial ("accelerate inference of text-to-image diffusion models").
+        inductor.conv_1x1_as_mm = True
+        inductor.coordinate_descent_tuning = True
+        inductor.epilogue_fusion = False
+        inductor.coordinate_descent_check_all_directions = True
+        pipeline.unet = torch.compile(pipeline.unet, mode="max-autotune", fullgraph=False)
+        pipeline.controlnet = torch.compile(pipeline.controlnet, mode="max-autotune", fullgraph=False)
+
+
+def bench_once(config: str, root: Path, *, device: str, dtype: str, size: int, steps: int, runs: int) -> Row:
+    import torch
+
+    options = parse_config(config)
+    models = config_settings(options, root, device=device, dtype=dtype)
+    steps = DISTILLED_STEPS if "distilled" in options else steps
     cuda = models.device == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -264,10 +396,7 @@ def bench_once(models: ModelSettings, *, size: int, steps: int, runs: int, compi
     started = time.perf_counter()
     backend.load()
     load_s = time.perf_counter() - started
-    if compiled:
-        pipeline = backend._pipeline
-        pipeline.unet = torch.compile(pipeline.unet)
-        pipeline.controlnet = torch.compile(pipeline.controlnet)
+    apply_options(backend, options)
     started = time.perf_counter()
     backend.run(synthetic_request(size, steps, seed=0))  # warm-up at the measured size (compiles, if on)
     _sync(cuda)
@@ -285,7 +414,7 @@ def bench_once(models: ModelSettings, *, size: int, steps: int, runs: int, compi
     if cuda:
         torch.cuda.empty_cache()
     return Row(
-        mode="torch.compile" if compiled else "eager",
+        config=config,
         device=info.device,
         dtype=models.dtype if cuda else "fp32",
         size=size,
@@ -306,14 +435,14 @@ def _sync(cuda: bool) -> None:
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| mode | device | dtype | size | steps | load (s) | first call (s) | median (s) | s/step "
+        "| config | device | dtype | size | steps | load (s) | first call (s) | median (s) | s/step "
         "| peak GPU mem (GiB) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         peak = f"{row.peak_gib:.1f}" if row.peak_gib is not None else "n/a"
         lines.append(
-            f"| {row.mode} | {row.device} | {row.dtype} | {row.size}x{row.size} | {row.steps} "
+            f"| {row.config} | {row.device} | {row.dtype} | {row.size}x{row.size} | {row.steps} "
             f"| {row.load_s:.1f} | {row.first_call_s:.2f} | {row.median_s:.3f} "
             f"| {row.median_s / row.steps:.4f} | {peak} |"
         )
@@ -326,11 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run on the tests' tiny models")
     parser.add_argument("--device", default=None, help="cuda (default) or cpu; --tiny implies cpu")
-    parser.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
+    parser.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16", help="base precision on CUDA")
     parser.add_argument("--size", type=int, default=None, help="square side in px (default 1024, tiny 128)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 30, tiny 4)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs after warm-up (default 5, tiny 3)")
-    parser.add_argument("--compile", choices=["off", "on", "both"], default="off", help="torch.compile")
+    parser.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help=f"comma-separated configurations (default {DEFAULT_CONFIGS})",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the random checkpoint is written")
     parser.add_argument(
         "--derive-configs",
@@ -348,6 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(COMPONENTS)} configs to {CONFIG_DIR}", file=sys.stderr)
         return 0
 
+    configs = [config.strip() for config in args.configs.split(",") if config.strip()]
+    try:
+        for config in configs:
+            parse_config(config)
+    except ValueError as error:
+        parser.error(str(error))
+
     import torch
 
     device = "cpu" if args.tiny else (args.device or "cuda")
@@ -358,27 +498,31 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (3 if args.tiny else 5)
     dtype = "fp32" if device == "cpu" else args.dtype
 
+    gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
+    what = "tiny models" if args.tiny else "SDXL inpaint + ControlNet + IP-Adapter Plus, random weights"
+    print(f"# inpaint stage ({what})")
+    print(f"{gpu}; torch {torch.__version__}; batch 1; median of {runs} runs after one warm-up call")
+    failed = 0
     with tempfile.TemporaryDirectory(prefix="tryon-bench-", dir=args.workdir) as scratch:
         root = Path(scratch)
         dtype_name = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[dtype]
         facts = build_tiny(root) if args.tiny else build_full_size(root, device, dtype_name)
-        models = ModelSettings(
-            sdxl_inpaint_model=str(root / "sdxl"),
-            controlnet_openpose_model=str(root / "controlnet"),
-            device="cpu" if device == "cpu" else "cuda",
-            dtype=dtype,
-        )
-        modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-        rows = [bench_once(models, size=size, steps=steps, runs=runs, compiled=mode) for mode in modes]
-
-    gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
-    print(f"# inpaint stage ({'tiny models' if args.tiny else 'SDXL inpaint + ControlNet, random weights'})")
-    print(f"{gpu}; torch {torch.__version__}; batch 1; median of {runs} runs after one warm-up call")
-    for key, value in facts.items():
-        print(f"- {key}: {value / 1e9:.3f} B" if key.endswith("params") else f"- {key}: {value:.1f}")
-    print()
-    print(markdown(rows))
-    return 0
+        for key, value in facts.items():
+            print(f"- {key}: {value / 1e9:.3f} B" if key.endswith("params") else f"- {key}: {value:.1f}")
+        print()
+        # The table grows a row per configuration as it finishes, so a cut-short run keeps its figures.
+        print(markdown([]), flush=True)
+        for config in configs:
+            try:
+                row = bench_once(config, root, device=device, dtype=dtype, size=size, steps=steps, runs=runs)
+            except (
+                Exception
+            ) as error:  # one failing optimisation (e.g. a compiler error) must not end the run
+                failed += 1
+                print(f"| {config} | failed: {type(error).__name__}: {str(error)[:200]} |", flush=True)
+                continue
+            print(markdown([row]).splitlines()[-1], flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

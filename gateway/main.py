@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -23,11 +25,20 @@ from gateway.config import GatewaySettings, load_settings
 from gateway.context import API_PREFIX, Gateway
 from gateway.metrics import MetricsMiddleware
 from gateway.routes import examples, files, health, limits, metrics, tryon
-from tryon.jobs.storage import LocalStorage
+from tryon.jobs.storage import LocalStorage, StorageError
 from tryon.observability import ObservabilitySettings, celery_hooks, configure_logging, setup_tracing
 from tryon.observability.asgi import TracingMiddleware
 
 log = logging.getLogger(__name__)
+
+#: Redis (job records, rate limits, idempotency), the broker (kombu) and storage failing: 503, not 500.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    kombu.exceptions.OperationalError,
+    StorageError,
+)
 
 #: The page's policy: no inline script or style, nothing from other origins but result images (S3 URLs).
 CSP = (
@@ -101,7 +112,7 @@ def create_app(settings: GatewaySettings | None = None, *, gateway: Gateway | No
         lifespan=lifespan,
     )
     app.state.gateway = context
-    problems.install(app)
+    problems.install(app, unavailable=DEPENDENCY_ERRORS)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -160,6 +160,18 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
     return problem_response(request, error.status_code, detail, headers=dict(error.headers or {}))
 
 
+#: Failures of what the gateway depends on (Redis, the broker, storage): transient, so 503 + Retry-After.
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+async def _on_dependency_down(request: Request, error: Exception) -> JSONResponse:
+    log.warning("%s %s: a dependency failed: %s", request.method, request.url.path, error)
+    return problem_response(
+        request, 503, f"a service the API needs is unavailable ({type(error).__name__}); try again shortly",
+        kind="dependency-unavailable", headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )  # fmt: skip
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -167,8 +179,11 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, unavailable: tuple[type[Exception], ...] = ()) -> None:
+    """Register the handlers; ``unavailable`` lists the exception types of dependencies being down."""
     app.add_exception_handler(Problem, _on_problem)
+    for error_type in unavailable:
+        app.add_exception_handler(error_type, _on_dependency_down)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

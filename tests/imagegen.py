@@ -6,6 +6,9 @@ flat-lay silhouettes as a product photo shows them, front view (the wearer's rig
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -144,3 +147,14 @@ def face_print_garment() -> npt.NDArray[np.uint8]:
     face = skimage.data.astronaut()[40:230, 150:320]
     garment[380 : 380 + face.shape[0], 300 : 300 + face.shape[1]] = face
     return garment
+
+
+def png_header_only(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A PNG claiming ``width`` x ``height`` in its header with no pixel data: a decompression bomb's
+    header in a few dozen bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")

@@ -17,6 +17,11 @@ production loaders (``from_pretrained`` on a local directory) read them unchange
 * :func:`build_controlnet` — ``thibaud/controlnet-openpose-sdxl-1.0``: ``config.json`` +
   ``diffusion_pytorch_model.bin`` (that repo ships pickled weights), made with ``ControlNetModel.from_unet``
   from a 4-channel twin of the tiny UNet.
+* :func:`build_ip_adapter` — ``h94/IP-Adapter`` (the parts the full inpaint loads):
+  ``sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors`` in the original IP-Adapter Plus key layout
+  (``image_proj.*``: the Perceiver resampler; ``ip_adapter.<n>.to_k_ip/to_v_ip``: one pair per
+  cross-attention layer of the tiny UNet) and ``models/image_encoder`` (a tiny CLIP vision tower with
+  projection standing in for OpenCLIP ViT-H/14), read by diffusers' ``load_ip_adapter`` unchanged.
 
 Everything is seeded, so two builds are identical.
 """
@@ -54,6 +59,20 @@ TINY_UNET = {
 #: downscale the pose image by the same factor, so it gets four entries too.
 TINY_VAE_CHANNELS = (8, 16, 16, 16)
 TINY_CONTROLNET_CONDITIONING = (8, 8, 16, 16)
+#: The tiny CLIP image encoder (ViT-H/14 in production: width 1280, 32 layers, 224 px, patch 14).
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+    "projection_dim": 32,
+}
+#: IP-Adapter Plus resampler: queries (16 in production), width, depth 4 and 64-wide heads as published.
+TINY_IP_QUERIES = 4
+TINY_IP_HIDDEN = 32
+TINY_IP_HEADS = 1
 
 
 def build_segformer(directory: Path) -> Path:
@@ -255,6 +274,106 @@ def build_controlnet(directory: Path) -> Path:
     return directory
 
 
+def build_ip_adapter(directory: Path) -> Path:
+    return write_ip_adapter_plus(
+        directory,
+        vision=TINY_VISION,
+        unet_config={"in_channels": 9, **TINY_UNET},
+        hidden=TINY_IP_HIDDEN,
+        heads=TINY_IP_HEADS,
+        queries=TINY_IP_QUERIES,
+        std=0.2,
+    )
+
+
+def write_ip_adapter_plus(
+    directory: Path,
+    *,
+    vision: dict,
+    unet_config: dict,
+    hidden: int,
+    heads: int,
+    queries: int,
+    std: float,
+    device: str = "cpu",
+    dtype: object = None,
+) -> Path:
+    """Random IP-Adapter Plus weights for a UNet of ``unet_config`` plus a CLIP vision tower of ``vision``,
+    in the h94/IP-Adapter layout (also used by bench/bench_inpaint_gpu.py at full size)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(2)
+    with torch.device(device):
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision))
+    if dtype is not None:
+        encoder = encoder.to(dtype)
+    encoder.save_pretrained(directory / "models" / "image_encoder")
+    del encoder
+    generator = torch.Generator().manual_seed(3)
+
+    def weight(*shape: int, scale: float = std) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * scale
+
+    # The Perceiver resampler of IP-Adapter Plus, in tencent-ailab's key layout (diffusers converts it):
+    # it reads the image encoder's penultimate hidden states and writes UNet cross-attention tokens.
+    inner, width = 64 * heads, unet_config["cross_attention_dim"]
+    image_proj = {
+        "latents": weight(1, queries, hidden, scale=hidden**-0.5),
+        "proj_in.weight": weight(hidden, vision["hidden_size"]),
+        "proj_in.bias": torch.zeros(hidden),
+        "proj_out.weight": weight(width, hidden),
+        "proj_out.bias": torch.zeros(width),
+        "norm_out.weight": torch.ones(width),
+        "norm_out.bias": torch.zeros(width),
+    }
+    for layer in range(4):
+        prefix = f"layers.{layer}"
+        image_proj.update(
+            {
+                f"{prefix}.0.norm1.weight": torch.ones(hidden),
+                f"{prefix}.0.norm1.bias": torch.zeros(hidden),
+                f"{prefix}.0.norm2.weight": torch.ones(hidden),
+                f"{prefix}.0.norm2.bias": torch.zeros(hidden),
+                f"{prefix}.0.to_q.weight": weight(inner, hidden),
+                f"{prefix}.0.to_kv.weight": weight(2 * inner, hidden),
+                f"{prefix}.0.to_out.weight": weight(hidden, inner),
+                f"{prefix}.1.0.weight": torch.ones(hidden),
+                f"{prefix}.1.0.bias": torch.zeros(hidden),
+                f"{prefix}.1.1.weight": weight(4 * hidden, hidden),
+                f"{prefix}.1.3.weight": weight(hidden, 4 * hidden),
+            }
+        )
+    # One to_k_ip / to_v_ip pair per cross-attention layer, numbered 1, 3, 5, ... in the UNet's processor
+    # order (the original numbering counted self-attention layers too).
+    ip_adapter = {}
+    channels = list(unet_config["block_out_channels"])
+    with torch.device("meta"):
+        processors = UNet2DConditionModel.from_config(unet_config).attn_processors
+    cross_attention = [name for name in processors if "attn2" in name]
+    for index, name in enumerate(cross_attention):
+        if name.startswith("mid_block"):
+            size = channels[-1]
+        elif name.startswith("up_blocks"):
+            size = list(reversed(channels))[int(name.split(".")[1])]
+        else:
+            size = channels[int(name.split(".")[1])]
+        ip_adapter[f"{2 * index + 1}.to_k_ip.weight"] = weight(size, width)
+        ip_adapter[f"{2 * index + 1}.to_v_ip.weight"] = weight(size, width)
+    state = {f"image_proj.{key}": value for key, value in image_proj.items()}
+    state.update({f"ip_adapter.{key}": value for key, value in ip_adapter.items()})
+    if dtype is not None:
+        state = {key: value.to(dtype) for key, value in state.items()}
+    (directory / "sdxl_models").mkdir(parents=True, exist_ok=True)
+    save_file(
+        {key: value.contiguous() for key, value in state.items()},
+        directory / "sdxl_models" / "ip-adapter-plus_sdxl_vit-h.safetensors",
+    )
+    return directory
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny checkpoint under ``root``; returns the directory of each, by model name."""
     return {
@@ -262,6 +381,7 @@ def build_all(root: Path) -> dict[str, Path]:
         "openpose": build_openpose(root / "openpose"),
         "sdxl": build_sdxl_inpaint(root / "sdxl-inpaint"),
         "controlnet": build_controlnet(root / "controlnet-openpose"),
+        "ip_adapter": build_ip_adapter(root / "ip-adapter"),
     }
 
 
@@ -272,6 +392,7 @@ def tiny_model_settings(directories: dict[str, Path], **overrides: object) -> Mo
         "openpose_model": str(directories["openpose"]),
         "sdxl_inpaint_model": str(directories["sdxl"]),
         "controlnet_openpose_model": str(directories["controlnet"]),
+        "ip_adapter_model": str(directories.get("ip_adapter", "")),
         "device": "cpu",
         "dtype": "fp32",
     }

@@ -46,8 +46,8 @@ class RunningService:
         return self.process.wait()
 
 
-def start_service(stage: str, backend: str = "lite", **env: str) -> RunningService:
-    port, metrics_port = free_port(), free_port()
+def start_service(stage: str, backend: str = "lite", port: int | None = None, **env: str) -> RunningService:
+    port, metrics_port = port or free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", f"services.{stage}", "--port", str(port), "--host", "127.0.0.1",
          "--metrics-port", str(metrics_port), "--backend", backend],

@@ -107,6 +107,26 @@ SPECS: tuple[ModelSpec, ...] = (
         files=(("config.json",), _weights("", "diffusion_pytorch_model")),
         optional=True,
     ),
+    # IP-Adapter Plus SDXL and the ViT-H CLIP image encoder it was trained with (same repo, h94/IP-Adapter).
+    ModelSpec(
+        name="ip_adapter",
+        stage="inpaint",
+        setting="ip_adapter_model",
+        files=(
+            tuple(f"sdxl_models/ip-adapter-plus_sdxl_vit-h.{ext}" for ext in ("safetensors", "bin")),
+            ("models/image_encoder/config.json",),
+            ("models/image_encoder/model.safetensors", "models/image_encoder/pytorch_model.bin"),
+        ),
+        optional=True,
+    ),
+    # Optional second ControlNet on the warped garment's edges (e.g. diffusers/controlnet-canny-sdxl-1.0).
+    ModelSpec(
+        name="controlnet_edges",
+        stage="inpaint",
+        setting="controlnet_edges_model",
+        files=(("config.json",), _weights("", "diffusion_pytorch_model")),
+        optional=True,
+    ),
 )
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
 

@@ -39,6 +39,31 @@ class ModelSettings(BaseModel):
     vae_tiling: bool = False
     attention_slicing: bool = False
 
+    # Full inpaint: how the uploaded garment survives generation. docs/QUALITY.md ("Inpaint settings")
+    # gives the reason for each default.
+    #: IP-Adapter Plus SDXL (ViT-H image encoder) repo or directory; empty turns the image prompt off.
+    ip_adapter_model: str = "h94/IP-Adapter"
+    ip_adapter_scale: float = Field(default=0.55, ge=0.0, le=1.5)
+    #: Optional second ControlNet on the warped garment's edges (canny SDXL); empty: off.
+    controlnet_edges_model: str = ""
+    edges_conditioning_scale: float = Field(default=0.5, ge=0.0, le=2.0)
+    edges_guidance_end: float = Field(default=0.5, gt=0.0, le=1.0)
+    #: Denoising strength inside the warped garment (its pixels are the init image there).
+    garment_strength: float = Field(default=0.6, gt=0.0, le=1.0)
+    #: Full-strength band inside the garment's edge, as a fraction of the generated canvas' long side.
+    garment_edge_band: float = Field(default=0.025, ge=0.0, le=0.25)
+    #: Return the warped garment's pixels (with the generated shading) inside its eroded, feathered mask.
+    paste_back: bool = True
+    paste_back_erode: float = Field(default=0.012, ge=0.0, le=0.25)  # fraction of the photo's long side
+    paste_back_max_delta_e: float = Field(default=30.0, gt=0.0)  # CIE76 above which the warp is not trusted
+    #: Generate a crop around the mask (this margin x its long side on each side) at up to the working size.
+    crop_to_mask: bool = True
+    crop_margin: float = Field(default=0.25, ge=0.0, le=4.0)
+    crop_max_upscale: float = Field(default=4.0, ge=1.0, le=8.0)
+    #: DeepCache-style reuse of the UNet's deep features (and the ControlNets' outputs): full UNet calls
+    #: every this many steps, only the outermost blocks in between. 1: off (quality not yet measured).
+    deep_cache_interval: int = Field(default=1, ge=1, le=8)
+
 
 class StageSettings(BaseSettings):
     """Settings of one stage process (a gRPC service, or a stage inside the in-process pipeline)."""

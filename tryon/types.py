@@ -86,6 +86,10 @@ class StageInputError(ValueError):
         self.field = field
 
 
+#: The message of every backend that finds no person in a person photo (with ``field="person"``).
+NO_PERSON_FOUND = "no person found in the photo"
+
+
 class StageOverloadedError(RuntimeError):
     """The stage cannot take this call now (e.g. CUDA out of memory); the call may be retried later.
 

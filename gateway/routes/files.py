@@ -28,7 +28,10 @@ def files_router(prefix: str) -> APIRouter:
         key: str,
         gateway: GatewayDep,
         expires: Annotated[int, Query(description="Unix time after which the URL stops working.")],
-        signature: Annotated[str, Query(max_length=128, description="HMAC-SHA256 of key and expiry, hex.")],
+        signature: Annotated[
+            # Hex only: hmac.compare_digest refuses non-ASCII strings (a TypeError, i.e. a 500, before this).
+            str, Query(pattern="^[0-9a-fA-F]{1,128}$", description="HMAC-SHA256 of key and expiry, hex.")
+        ],
     ) -> FileResponse:
         storage = gateway.storage
         if not isinstance(storage, LocalStorage):

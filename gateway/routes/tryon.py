@@ -318,13 +318,17 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
     def persist() -> JobRecord:
         storage.put(keys["person"], person_png, "image/png")
         storage.put(keys["garment"], garment.png, "image/png")
-        return store.create(
-            job_id=job_id,
-            category=options.category.value,
-            options=options.pipeline_options(),
-            input_keys=keys,
-            webhook_url=options.webhook_url,
-        )
+        try:
+            return store.create(
+                job_id=job_id,
+                category=options.category.value,
+                options=options.pipeline_options(),
+                input_keys=keys,
+                webhook_url=options.webhook_url,
+            )
+        except Exception:  # no record (Redis down): the stored photos would belong to nobody
+            storage.delete_prefix(job_prefix(job_id))
+            raise
 
     try:
         record = await run_in_threadpool(persist)

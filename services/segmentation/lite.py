@@ -57,6 +57,7 @@ from services.segmentation.garment import (
     resize_mask,
 )
 from tryon.types import (
+    NO_PERSON_FOUND,
     BackendInfo,
     GarmentCategory,
     ModelInfo,
@@ -259,7 +260,7 @@ class LiteSegmentation:
 
         body = self._landmarker.detect(person)
         if body is None:
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         shapes = body_shapes(body.points)
         person_mask = self._person_mask(person, shapes)
 
@@ -329,6 +330,6 @@ class LiteSegmentation:
                 100.0 * others / max(1, int(everyone.sum())),
             )
         if not foreground.any():
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         # Upsample the probability (not the binary mask) so the outline is smooth at full size.
         return resize_mask(np.where(foreground, probability, 0.0), height, width) > PERSON_THRESHOLD

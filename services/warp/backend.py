@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.warp.tps import ThinPlateSpline
+from tryon.imaging import MIN_GARMENT_SIDE
 from tryon.stages import SINGLE_IMPLEMENTATION
 from tryon.types import (
     KP,
@@ -172,8 +173,10 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
     """Return (RGB, alpha) of the garment photo; alpha 0 = background, 255 = garment."""
     if garment.ndim != 3 or garment.shape[2] not in (3, 4) or garment.dtype != np.uint8:
         raise StageInputError("garment must be an RGB or RGBA uint8 image", field="garment")
-    if min(garment.shape[:2]) < 32:
-        raise StageInputError("garment image is too small (at least 32 px per side)", field="garment")
+    if min(garment.shape[:2]) < MIN_GARMENT_SIDE:
+        raise StageInputError(
+            f"garment image is too small (at least {MIN_GARMENT_SIDE} px per side)", field="garment"
+        )
     rgb = np.ascontiguousarray(garment[..., :3])
     if garment.shape[2] == 4 and garment[..., 3].min() < 250:
         alpha = garment[..., 3]

@@ -7,25 +7,51 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "bench_inpaint_gpu.py"
 CONFIGS = REPO_ROOT / "bench" / "configs" / "sdxl"
+sys.path.insert(0, str(SCRIPT.parent))
+from bench_inpaint_gpu import OPTIONS, load_configs, parse_config  # noqa: E402
 
 
-def test_tiny_run_prints_the_results_table() -> None:
+def _run_tiny(*arguments: str, timeout: int) -> dict[str, list[str]]:
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--runs", "2", "--steps", "2"],
+        [sys.executable, str(SCRIPT), "--tiny", "--runs", "1", "--steps", "2", *arguments],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         cwd=REPO_ROOT,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    table = [line for line in completed.stdout.splitlines() if line.startswith("| eager")]
-    assert len(table) == 1
-    cells = [cell.strip() for cell in table[0].strip("|").split("|")]
-    assert cells[1:5] == ["cpu", "fp32", "128x128", "2"]
-    assert float(cells[7]) > 0  # median latency
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    rows = [line for line in completed.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[1:]]
+    return {row[0]: row for row in cells}
+
+
+def test_tiny_run_prints_a_row_per_configuration() -> None:
+    table = _run_tiny(
+        "--configs", "base,channels_last+fp16_vae+deepcache+vanilla_attn,distilled", timeout=600
+    )
+    assert list(table) == ["base", "channels_last+fp16_vae+deepcache+vanilla_attn", "distilled"]
+    for config, cells in table.items():
+        assert cells[1:4] == ["cpu", "fp32", "128x128"]
+        assert cells[4] == ("8" if config == "distilled" else "2")  # the distilled mode runs 8 steps
+        assert float(cells[7]) > 0  # median latency
+
+
+@pytest.mark.slow
+def test_tiny_run_of_every_configuration_including_torch_compile() -> None:
+    table = _run_tiny(timeout=1800)
+    assert list(table) == ["base", *OPTIONS, "fast", "fast+distilled"]
+
+
+def test_configurations_parse_and_unknown_options_are_refused() -> None:
+    assert parse_config("fast+distilled") == ("fp16_vae", "channels_last", "compile", "distilled")
+    assert parse_config("base") == ()
+    with pytest.raises(ValueError, match="turbo"):
+        parse_config("base+turbo")
 
 
 def test_full_size_configs_are_the_published_sdxl_architecture() -> None:
@@ -43,9 +69,6 @@ def test_full_size_parameter_counts() -> None:
     """Built on the meta device (no memory): UNet ~2.57 B and ControlNet ~1.25 B parameters, as published."""
     import torch
     from diffusers import ControlNetModel, UNet2DConditionModel
-
-    sys.path.insert(0, str(SCRIPT.parent))
-    from bench_inpaint_gpu import load_configs
 
     configs = load_configs()
     with torch.device("meta"):

@@ -27,16 +27,22 @@ OVERLAYS = ("gpu", "gpu-shared", "cpu-lite")
 class Image:
     name: str  # the name docker-compose.yml and the manifests use (tryon-<service>)
     dockerfile: Path
-    kind: str  # "gpu" (CUDA base, full + lite extras), "cpu" (slim base, base deps)
+    kind: str  # "gpu" (CUDA base, Python), "cpu" (slim Python base), "nginx" (static page + proxy)
 
 
 #: Every image the project builds. Compose builds each of them and the manifests run each of them.
 IMAGES: dict[str, Image] = {
-    f"tryon-{name}": Image(
-        f"tryon-{name}", REPO / "services" / name / "Dockerfile", "gpu" if stage.gpu else "cpu"
-    )
-    for name, stage in STAGE_TABLE.items()
+    **{
+        f"tryon-{name}": Image(
+            f"tryon-{name}", REPO / "services" / name / "Dockerfile", "gpu" if stage.gpu else "cpu"
+        )
+        for name, stage in STAGE_TABLE.items()
+    },
+    "tryon-worker": Image("tryon-worker", REPO / "orchestrator" / "Dockerfile", "cpu"),
+    "tryon-gateway": Image("tryon-gateway", REPO / "gateway" / "Dockerfile", "cpu"),
+    "tryon-nginx": Image("tryon-nginx", REPO / "deploy" / "nginx" / "Dockerfile", "nginx"),
 }
+PYTHON_IMAGES = {name: image for name, image in IMAGES.items() if image.kind != "nginx"}
 
 
 def dev_tool(name: str) -> str:

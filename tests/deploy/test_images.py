@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.deploy.conftest import IMAGES, REPO, Image, dev_tool
+from tests.deploy.conftest import IMAGES, PYTHON_IMAGES, REPO, Image, dev_tool
 from tests.deploy.dockerfiles import build_stages, global_args, healthcheck_command, only
 from tryon.local_services import RunningService, free_port, start_service
 from tryon.stages import STAGE_TABLE, STAGES
@@ -62,8 +62,8 @@ def test_hadolint_is_clean(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", IMAGES)
-def test_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -> None:
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
+def test_python_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -> None:
     image = IMAGES[name]
     dockerfile = text(image)
     bases = global_args(dockerfile)
@@ -113,6 +113,7 @@ def test_cuda_base_matches_the_cuda_of_the_torch_wheels() -> None:
 def test_stage_image_serves_its_stage_on_the_default_ports(stage: str) -> None:
     dockerfile = text(stage_image(stage))
     entry = STAGE_TABLE[stage]
+    assert _build_arg(dockerfile, "EXTRAS") == ("lite,full" if entry.gpu else "")
     assert json.loads(only(dockerfile, "ENTRYPOINT")[0]) == ["python", "-m", f"services.{stage}"]
     assert only(dockerfile, "EXPOSE") == [f"{entry.port} {entry.metrics_port}"]
     # mediapipe / opencv-contrib-python is the non-headless cv2: it needs libGL and glib at import.
@@ -125,26 +126,116 @@ def test_stage_image_serves_its_stage_on_the_default_ports(stage: str) -> None:
         assert "HF_HOME=/models" in only(dockerfile, "ENV")[0]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_stage_image_installs_only_its_extras_with_the_constraints(stage: str, tmp_path: Path) -> None:
-    dockerfile = text(stage_image(stage))
+#: (distributions an image must install, distributions it must not) by image.
+EXPECTED_DISTRIBUTIONS = {
+    **{
+        f"tryon-{stage}": (
+            {"mediapipe", "torch", "diffusers", "controlnet_aux"},
+            {"celery", "fastapi", "boto3"},
+        )
+        for stage in GPU_STAGES
+    },
+    **{
+        f"tryon-{stage}": (set(), {"mediapipe", "torch", "jax", "diffusers", "celery", "fastapi"})
+        for stage in CPU_STAGES
+    },
+    "tryon-worker": ({"celery", "redis", "boto3"}, {"mediapipe", "torch", "jax", "diffusers", "fastapi"}),
+    "tryon-gateway": (
+        {"fastapi", "uvicorn", "redis", "boto3", "celery"},
+        {"mediapipe", "torch", "jax", "diffusers"},
+    ),
+}
+
+
+def _build_arg(dockerfile: str, name: str) -> str:
+    (value,) = [args.split("=", 1)[1] for args in only(dockerfile, "ARG", 0) if args.startswith(f"{name}=")]
+    return value
+
+
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
+def test_image_installs_only_its_extras_with_the_constraints(name: str, tmp_path: Path) -> None:
+    dockerfile = text(IMAGES[name])
     build_runs = only(dockerfile, "RUN", stage_index=0)
     (requirements_step,) = [run for run in build_runs if "requirements.txt" in run]
     assert "uv pip install -r requirements.txt -c constraints.txt" in requirements_step
     assert build_runs[-1] == "uv pip install --no-deps -c constraints.txt ."
-    # Run the image's own requirements step on the real pyproject.toml.
+    # Run the image's own requirements step on the real pyproject.toml, with its default EXTRAS.
     shutil.copy(REPO / "pyproject.toml", tmp_path)
-    script = shlex.split(requirements_step.split(">", 1)[0].replace("python -c", "", 1))[0]
+    script = shlex.split(requirements_step.split(">", 1)[0].split("python -c", 1)[1])[0]
     listed = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
-    ).stdout.split()
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True,
+        env={"EXTRAS": _build_arg(dockerfile, "EXTRAS")},
+    ).stdout.split()  # fmt: skip
     names = {re.split(r"[=<>\[]", requirement, maxsplit=1)[0].lower() for requirement in listed}
-    assert {"grpcio", "numpy", "opencv-contrib-python", "pydantic-settings"} <= names
-    if stage in GPU_STAGES:
-        assert {"mediapipe", "torch", "diffusers", "controlnet_aux"} <= names
-    else:
-        assert not names & {"mediapipe", "torch", "jax", "diffusers"}, "CPU stages need only the base deps"
-    assert not names & {"celery", "fastapi", "pytest"}
+    assert {"grpcio", "numpy", "opencv-contrib-python", "pydantic-settings"} <= names, "base dependencies"
+    wanted, unwanted = EXPECTED_DISTRIBUTIONS[name]
+    assert wanted <= names, wanted - names
+    assert not names & (unwanted | {"pytest", "ruff"}), names & unwanted
+
+
+def test_python_images_share_one_build_stage_per_base() -> None:
+    """The build stages differ only in the extras and the source folders they copy."""
+
+    def build(image: Image) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (name, args)
+            for name, args in build_stages(text(image))[0]
+            if not (name == "ARG" and args.startswith("EXTRAS="))
+            and not (name == "COPY" and args.split()[0] not in {"pyproject.toml"})
+        )
+
+    for kind in ("gpu", "cpu"):
+        builds = {build(image) for image in PYTHON_IMAGES.values() if image.kind == kind}
+        assert len(builds) == 1, kind
+    for image in PYTHON_IMAGES.values():
+        copied = [args for name, args in build_stages(text(image))[0] if name == "COPY"]
+        assert copied[0] == "pyproject.toml constraints.txt ./" and "tryon/ tryon/" in copied
+
+
+def test_volume_mount_points_belong_to_the_user() -> None:
+    """A named volume mounted on a directory the image owns takes its owner: the model cache (written by
+    `tryon models pull`) and the local job store must be writable by UID 10001."""
+    for image in PYTHON_IMAGES.values():
+        (run,) = only(text(image), "RUN")
+        assert "mkdir -p /models /data/jobs && chown tryon:tryon /models /data/jobs" in run, image.name
+
+
+def test_python_images_share_one_final_stage_per_base() -> None:
+    """What runs is the same recipe everywhere: the final stages differ only in what the image serves
+    (ports, health check, entrypoint, its own settings' defaults)."""
+
+    def final(image: Image) -> tuple[tuple[str, str], ...]:
+        kept = []
+        for name, args in build_stages(text(image))[-1]:
+            if name in {"EXPOSE", "HEALTHCHECK", "ENTRYPOINT"}:
+                continue
+            # An image may set defaults of its own TRYON_* settings; the rest of ENV is common.
+            kept.append((name, re.sub(r"\s+TRYON_\w+=\S+", "", args) if name == "ENV" else args))
+        return tuple(kept)
+
+    for kind in ("gpu", "cpu"):
+        finals = {final(image) for image in PYTHON_IMAGES.values() if image.kind == kind}
+        assert len(finals) == 1, kind
+
+
+def test_nginx_image_serves_the_page_as_non_root() -> None:
+    dockerfile = text(IMAGES["tryon-nginx"])
+    assert re.match(
+        r"^nginxinc/nginx-unprivileged:1\.\d+\.\d+-alpine$", global_args(dockerfile)["NGINX_IMAGE"]
+    )
+    assert only(dockerfile, "USER")[-1] == "10001:10001"
+    copies = only(dockerfile, "COPY")
+    assert (
+        "deploy/nginx/templates/ /etc/nginx/templates/" in copies
+        and "frontend/ /usr/share/nginx/html/" in copies
+    )
+    # Every variable of the template has a default in the image (envsubst leaves unset ones in the config).
+    template = (REPO / "deploy" / "nginx" / "templates" / "default.conf.template").read_text()
+    variables = set(re.findall(r"\$\{(TRYON_[A-Z_]+)\}", template))
+    (env,) = only(dockerfile, "ENV")
+    assert variables and variables == set(re.findall(r"(TRYON_[A-Z_]+)=", env))
+    assert only(dockerfile, "EXPOSE") == ["8080"] and "TRYON_NGINX_PORT=8080" in env
+    assert only(dockerfile, "HEALTHCHECK")
 
 
 def test_gpu_stage_images_share_one_recipe_and_cpu_stage_images_another() -> None:

@@ -63,7 +63,7 @@ def test_health_ready_and_limits(gateway: RunningGateway) -> None:
         assert limits["example_categories"] == ["upper_body"]
 
 
-def test_ready_answers_503_naming_what_is_down(tmp_path: Path) -> None:
+def test_ready_answers_503_naming_what_is_down(tmp_path: Path, person_png: bytes, garment_png: bytes) -> None:
     from tryon.local_services import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
@@ -75,6 +75,14 @@ def test_ready_answers_503_naming_what_is_down(tmp_path: Path) -> None:
         assert checks["redis"]["ok"] is False and "Connection" in checks["redis"]["detail"]
         assert checks["storage"]["ok"] is True
         assert client.get("/api/health").status_code == 200  # alive, just not ready
+        # With Redis down, submissions and reads are refused as temporary (503 + Retry-After), not 500.
+        for reply in (
+            client.post("/api/tryon", files=photos(person_png, garment_png)),
+            client.get("/api/tryon/someJobId123"),
+        ):
+            assert_problem(reply, 503, kind="dependency-unavailable")
+            assert reply.headers["retry-after"] == "5"
+        assert not any(Path(down.settings.storage_dir).iterdir())  # no photos left behind without a job
 
 
 # --- submission -----------------------------------------------------------------------------------------

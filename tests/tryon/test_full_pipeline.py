@@ -23,7 +23,14 @@ from tryon.types import GarmentCategory, GenerationOptions
 
 def _point_env_at(monkeypatch: pytest.MonkeyPatch, directories: dict[str, Path]) -> None:
     settings = tiny_model_settings(directories)
-    for field in ("segformer_model", "openpose_model", "sdxl_inpaint_model", "controlnet_openpose_model"):
+    fields = (
+        "segformer_model",
+        "openpose_model",
+        "sdxl_inpaint_model",
+        "controlnet_openpose_model",
+        "ip_adapter_model",
+    )
+    for field in fields:
         monkeypatch.setenv(f"TRYON_MODELS__{field.upper()}", getattr(settings, field))
     monkeypatch.setenv("TRYON_MODELS__DEVICE", "cpu")
 
@@ -34,9 +41,10 @@ def test_models_list_reports_present_weights(
     _point_env_at(monkeypatch, tiny_models_dir)
     assert main(["models", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert all(" present " in line for line in lines)
     assert any(line.startswith("inpaint") and "controlnet" in line for line in lines)
+    assert any(line.startswith("inpaint") and "ip_adapter" in line for line in lines)
 
 
 def test_models_list_reports_missing_weights(
@@ -45,7 +53,7 @@ def test_models_list_reports_missing_weights(
     monkeypatch.setenv("TRYON_MODELS__CACHE_DIR", str(tmp_path / "empty-cache"))
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
-    assert out.count(" missing ") == 4
+    assert out.count(" missing ") == 5  # segformer, openpose, sdxl, controlnet, ip_adapter
     assert "mattmdjaga/segformer_b2_clothes" in out
 
 

@@ -40,6 +40,7 @@ def test_tiny_local_directories_are_present_with_path_and_size(tiny_models_dir: 
         ("pose", "openpose"),
         ("inpaint", "sdxl"),
         ("inpaint", "controlnet"),
+        ("inpaint", "ip_adapter"),
     ]
     for row in rows:
         assert row.present and row.missing == ()
@@ -108,9 +109,14 @@ def test_vae_is_needed_only_when_configured() -> None:
     assert [spec.name for spec in models.specs_for_stage("inpaint", ModelSettings())] == [
         "sdxl",
         "controlnet",
+        "ip_adapter",
     ]
     with_vae = ModelSettings(vae_model="madebyollin/sdxl-vae-fp16-fix")
-    assert [spec.name for spec in models.specs_for_stage("inpaint", with_vae)][-1] == "vae"
+    assert "vae" in [spec.name for spec in models.specs_for_stage("inpaint", with_vae)]
+    # The IP-Adapter is on by default; an empty setting turns it (and its download) off.
+    assert "ip_adapter" not in [
+        spec.name for spec in models.specs_for_stage("inpaint", ModelSettings(ip_adapter_model=""))
+    ]
     with pytest.raises(ValueError):
         models.specs_for_stage("warp", ModelSettings())
 

@@ -27,6 +27,9 @@ def broker_config(settings: JobSettings) -> dict[str, Any]:
         "broker_transport_options": {
             # An unacknowledged task is re-delivered after this; see JobSettings.broker_visibility_timeout_s.
             "visibility_timeout": settings.broker_visibility_timeout_s,
+            # Workers sweep for such tasks every interval (throttle 1: every sweep really scans).
+            "unacked_restore_interval": settings.broker_restore_interval_s,
+            "unacked_restore_throttle": 1,
         },
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.queue_name,

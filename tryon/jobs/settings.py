@@ -34,6 +34,9 @@ class JobSettings(BaseSettings):
     #: are acknowledged when they END (acks_late), so this must exceed the longest job including its retries,
     #: or a long job is started a second time while the first is still running. 2 h by default.
     broker_visibility_timeout_s: float = Field(default=7200.0, gt=0)
+    #: How often a worker looks for tasks whose visibility timeout passed (their worker died) and puts
+    #: them back in the queue. kombu's default is ~100 s; one cheap Redis query per interval.
+    broker_restore_interval_s: float = Field(default=60.0, ge=1)
 
     # --- Job records --------------------------------------------------------------------------------
     #: A record (and its stored files) lives this long after its last change to a final state.

@@ -311,6 +311,11 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         return _decode(job_id, self.redis.hgetall(_key(job_id)))
 
+    def status(self, job_id: str) -> JobStatus | None:
+        """Only the status (one cheap read: workers poll it for cancellation between steps)."""
+        raw = self.redis.hget(_key(job_id), "status")
+        return None if raw is None else JobStatus(json.loads(raw))
+
     def ttl(self, job_id: str) -> int:
         """Seconds until the record expires (-2: no record)."""
         return int(self.redis.ttl(_key(job_id)))

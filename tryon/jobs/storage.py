@@ -303,7 +303,9 @@ class LocalStorage:
             return False
         if expires < (time.time() if now is None else now):
             return False
-        return hmac.compare_digest(self._signature(key, expires), str(signature))
+        # Bytes: compare_digest refuses str with non-ASCII characters (a forged query may hold any).
+        given = str(signature).encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(self._signature(key, expires).encode(), given)
 
     def sweep(self, max_age_s: float, *, now: float | None = None) -> int:
         """Delete each job directory whose newest file is older than ``max_age_s``; returns how many."""

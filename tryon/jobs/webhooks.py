@@ -56,7 +56,8 @@ def verify_signature(body: bytes, header: str, secret: str, *, tolerance_s: floa
         return False
     if abs(time.time() - timestamp) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(body, secret, timestamp), header)
+    given = header.encode("utf-8", "surrogateescape")  # compare_digest refuses non-ASCII str
+    return hmac.compare_digest(sign(body, secret, timestamp).encode(), given)
 
 
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -148,6 +148,8 @@ def test_local_signed_urls_expire_and_resist_tampering(tmp_path: Path) -> None:
     assert not storage.verify_signature("job/inputs/person.png", expires, signature)  # other key
     assert not storage.verify_signature("job/result.png", expires, signature[:-1] + "0")
     assert not storage.verify_signature("job/result.png", "soon", signature)
+    assert not storage.verify_signature("job/result.png", expires, "é" + signature[1:])  # non-ASCII: no crash
+    assert not storage.verify_signature("job/résult.png", expires, signature)
     assert not storage.verify_signature("../result.png", expires, signature)
     other = LocalStorage(tmp_path / "other", b"another-key", "/api/files")
     assert not other.verify_signature("job/result.png", expires, signature)

@@ -58,6 +58,7 @@ def test_signed_delivery(receiver: tuple[str, Receiver]) -> None:
     assert verify_signature(body, headers[SIGNATURE_HEADER], "s3cret")
     assert not verify_signature(body + b" ", headers[SIGNATURE_HEADER], "s3cret")
     assert not verify_signature(body, headers[SIGNATURE_HEADER], "other")
+    assert not verify_signature(body, headers[SIGNATURE_HEADER] + "é", "s3cret")
     assert not verify_signature(body, sign(body, "s3cret", timestamp=1), "s3cret")  # replayed: too old
 
 
