@@ -149,6 +149,14 @@ def _bounded_nearest(mask: Mask, max_side: int | None) -> Mask:
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+def is_raw_rgb(message: common_pb2.Image) -> bool:
+    """Whether ``message`` is image/x-raw pixels of exactly 3 channels (RGB, no alpha to keep)."""
+    return (
+        message.media_type == imaging.RAW_MEDIA_TYPE
+        and len(message.data) == 3 * message.width * message.height
+    )
+
+
 def _check_raw_size(message: common_pb2.Image, *, field: str) -> None:
     if message.width <= 0 or message.height <= 0:
         raise StageInputError(f"{field}: {message.media_type} needs its width and height", field=field)

@@ -158,13 +158,14 @@ def from_canvas(image: npt.NDArray[np.uint8], geometry: Geometry) -> npt.NDArray
     return np.ascontiguousarray(image)
 
 
-def mask_crop(mask: npt.NDArray[np.bool_], margin: float) -> tuple[slice, slice]:
-    """The crop generated: the mask's bounding box grown by ``margin`` x its long side on every side,
-    clipped to the photo (like diffusers' ``padding_mask_crop``, with the padding relative to the mask)."""
+def mask_crop(mask: npt.NDArray[np.bool_], margin: float, *, min_pad: int = 0) -> tuple[slice, slice]:
+    """The crop generated: the mask's bounding box grown by ``margin`` x its long side (at least
+    ``min_pad`` px) on every side, clipped to the photo (like diffusers' ``padding_mask_crop``, with the
+    padding relative to the mask)."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     height, width = mask.shape
-    pad = round(margin * max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    pad = max(min_pad, round(margin * max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)))
     return (
         slice(max(0, rows[0] - pad), min(height, rows[-1] + 1 + pad)),
         slice(max(0, cols[0] - pad), min(width, cols[-1] + 1 + pad)),
@@ -543,7 +544,10 @@ class FullInpaint:
 
         long_side = max(person.shape[:2])
         if settings.crop_to_mask:
-            rows, cols = mask_crop(mask, settings.crop_margin)
+            # The crop holds at least the feathered region the generation is pasted into.
+            rows, cols = mask_crop(
+                mask, settings.crop_margin, min_pad=math.ceil(2 * MASK_DILATE * long_side) + 2
+            )
             geometry = generation_geometry(
                 rows.stop - rows.start,
                 cols.stop - cols.start,

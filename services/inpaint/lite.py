@@ -154,7 +154,7 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     nearest = _nearest_source(unknown, ~unknown)
     fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
 
-    skin_kind = unknown & (kind_values == mask_kinds.REPLACE_SKIN)
+    skin_kind = unknown & np.isin(kind_values, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
     if skin_kind.any():
         # Skin to copy: skin-coloured pixels on the body around the garment (bare arms, shoulders), where
         # hair or a beige backdrop cannot be; else any skin-coloured pixel in the box.
@@ -179,11 +179,13 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
         use = below_kind & has_source
         fill[use] = column_fill[use]
 
-    # Blur only within the filled pixels, so no colour from outside is pulled in twice.
-    weight = unknown.astype(np.float32)
-    blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
-    norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
-    fill = np.where(unknown[..., None], blurred / np.maximum(norm, 1e-3), fill)
+    # Blur each kind within itself only, so no colour crosses from one kind (or from outside) to another.
+    kinds = np.where(skin_kind, 1, np.where(below_kind, 2, 0))
+    for kind in np.unique(kinds[unknown]):
+        weight = (unknown & (kinds == kind)).astype(np.float32)
+        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
+        norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
+        fill = np.where(weight[..., None] > 0, blurred / np.maximum(norm, 1e-3), fill)
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.
     return np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)

@@ -313,6 +313,8 @@ def test_mask_crop_grows_the_bounding_box_by_the_margin_and_clips() -> None:
     assert (rows.start, rows.stop, cols.start, cols.stop) == (25, 175, 15, 85)
     rows, cols = mask_crop(mask, 1.0)
     assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 200, 0, 100)
+    rows, cols = mask_crop(mask, 0.0, min_pad=10)  # room for the feathered paste even without a margin
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (40, 160, 30, 70)
 
 
 def test_composite_puts_the_garment_only_inside_the_mask() -> None:
