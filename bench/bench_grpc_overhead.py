@@ -1,7 +1,7 @@
 """gRPC overhead: each stage in process vs over gRPC (real subprocess services on loopback), lite backends.
 
     .venv/bin/python bench/bench_grpc_overhead.py                                  # synthetic inputs
-    .venv/bin/python bench/bench_grpc_overhead.py --samples ../shared/samples --runs 5
+    .venv/bin/python bench/bench_grpc_overhead.py --samples ../shared/samples --runs 5 --person-analysis
 
 All paths run the same backends on the same 1024 px inputs; the difference is encoding, transport,
 decoding and, for the chain, one more thing: in process, segmentation and pose share one MediaPipe pose

@@ -7,8 +7,8 @@ Pairs: every ``person/`` photo with every ``garment/`` photo (upper body), and u
 pipeline at 1024 px; the measures, per pair:
 
 - **coverage**: share of the clothing mask's replaced part (``tryon.vision.mask_kinds``: the worn garment
-  and the category's region, not the body around it the new garment may cover) that the warped garment
-  covers (alpha > 127).
+  and the category's region; not the body around it the new garment may cover, nor the old sleeves on the
+  arms, which only a sleeved garment covers) that the warped garment covers (alpha > 127).
 - **print**: SIFT matches garment photo -> result (inside the garment's silhouette / the result's clothing
   region, Lowe ratio 0.75), a RANSAC similarity (``cv2.estimateAffinePartial2D``) through them: its inlier
   count and its scale against the silhouette's scale ``sqrt(warped area / photo silhouette area)``. The
@@ -41,12 +41,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from tryon import imaging
 from tryon.pipeline import TryOnPipeline, load_image
 from tryon.settings import load_stage_settings
 from tryon.types import BackendKind, GarmentCategory, StageInputError
+from tryon.vision.fidelity import garment_silhouette, print_match, smear_share
 
 try:  # the worn-garment estimate, for the residue measure (moved by the lite segmentation's split)
     from services.segmentation.body import body_shapes
@@ -64,12 +64,13 @@ try:
     from tryon.vision import mask_kinds
 
     replace_region, edit_region = mask_kinds.replace_region, mask_kinds.edit_region
+    body_region = mask_kinds.body_region
 except ImportError:  # a checkout from before the mask carried kinds (0/255): measure the baseline too
 
     def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         return mask > 127
 
-    edit_region = replace_region
+    edit_region = body_region = replace_region
 
 COVERAGE_MIN = 0.85
 INLIERS_MIN = 12
@@ -77,8 +78,6 @@ SCALE_RANGE = (0.8, 1.25)
 SMEAR_MAX = 0.10
 RESIDUE_MAX = 0.15
 PRINTED_MIN_KEYPOINTS = 60
-SMEAR_DISTANCE = 18.0
-FLAT_GRADIENT = 24.0
 EVAL_LONG_SIDE = 1024
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 BoolMask = npt.NDArray[np.bool_]
@@ -130,108 +129,6 @@ def find_pairs(samples: Path) -> list[tuple[str, GarmentCategory, Path, Path]]:
 # ------------------------------------------------------------------------------------------ measures
 
 
-def garment_silhouette(rgb: npt.NDArray[np.uint8]) -> BoolMask:
-    """The garment in its photo by GrabCut seeded with the border as background (independent of the warp)."""
-    height, width = rgb.shape[:2]
-    scale = min(1.0, 320 / max(height, width))
-    small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-    seeds = np.full(small.shape[:2], cv2.GC_PR_FGD, np.uint8)
-    margin = max(2, round(0.02 * max(small.shape[:2])))
-    seeds[:margin], seeds[-margin:], seeds[:, :margin], seeds[:, -margin:] = (cv2.GC_BGD,) * 4
-    cv2.setRNGSeed(7)
-    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
-    cv2.grabCut(small, seeds, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
-    mask = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
-        return np.zeros((height, width), bool)
-    largest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-    contours, _ = cv2.findContours(largest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    filled = np.zeros_like(largest)
-    cv2.drawContours(filled, contours, -1, 1, cv2.FILLED)
-    return cv2.resize(filled, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-
-
-_SIFT = None
-
-
-def sift(gray: npt.NDArray[np.uint8], mask: BoolMask) -> tuple[list, npt.NDArray[np.float32] | None]:
-    global _SIFT
-    if _SIFT is None:
-        _SIFT = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.03)
-    return _SIFT.detectAndCompute(gray, mask.astype(np.uint8) * 255)
-
-
-def print_match(
-    garment_rgb: npt.NDArray[np.uint8], silhouette: BoolMask, result: npt.NDArray[np.uint8], region: BoolMask
-) -> tuple[int, int, float]:
-    """(garment keypoints inside the eroded silhouette, RANSAC similarity inliers, its scale)."""
-    inner = cv2.erode(silhouette.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-    kp_g, des_g = sift(cv2.cvtColor(garment_rgb, cv2.COLOR_RGB2GRAY), inner)
-    kp_r, des_r = sift(cv2.cvtColor(result, cv2.COLOR_RGB2GRAY), region)
-    if des_g is None or des_r is None or len(kp_g) < 2 or len(kp_r) < 2:
-        return len(kp_g), 0, 0.0
-    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(des_g, des_r, k=2)
-    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
-    if len(good) < 3:
-        return len(kp_g), len(good) if len(good) < 3 else 0, 0.0
-    source = np.float32([kp_g[m.queryIdx].pt for m in good])
-    target = np.float32([kp_r[m.trainIdx].pt for m in good])
-    matrix, inliers = cv2.estimateAffinePartial2D(
-        source, target, method=cv2.RANSAC, ransacReprojThreshold=6.0, maxIters=4000, confidence=0.995
-    )
-    if matrix is None or inliers is None:
-        return len(kp_g), 0, 0.0
-    return len(kp_g), int(inliers.sum()), float(np.hypot(matrix[0, 0], matrix[1, 0]))
-
-
-BIN = 6.0
-_REACH = int(np.ceil(SMEAR_DISTANCE / BIN))
-_BALL = np.square(np.indices((2 * _REACH + 1,) * 3) - _REACH).sum(0) <= _REACH**2
-GRID_SHAPE = (int(100 / BIN) + 2, int(256 / BIN) + 2, int(256 / BIN) + 2)
-
-
-def _bin(lab: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
-    """Lab colours (L 0-100, a/b -128..127) -> indices into the occupancy grid."""
-    shifted = lab + np.array([0.0, 128.0, 128.0], np.float32)
-    return np.clip(np.floor(shifted / BIN).astype(np.intp), 0, np.array(GRID_SHAPE) - 1)
-
-
-def smear_share(result: npt.NDArray[np.uint8], mask: BoolMask, uncovered: BoolMask) -> float:
-    """Share of ``uncovered`` pixels whose Lab colour is far from every nearby colour around the mask."""
-    if uncovered.sum() < 50:
-        return 0.0
-    height, width = mask.shape
-    long_side = max(height, width)
-    ring_width = max(3, round(0.03 * long_side))
-    grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-    outer = cv2.dilate(grown.astype(np.uint8), np.ones((2 * ring_width + 1,) * 2, np.uint8)).astype(bool)
-    # Surfaces, not edges: ring pixels whose neighbourhood is flat (no antialiased mixtures of two kinds).
-    gray = cv2.GaussianBlur(cv2.cvtColor(result, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
-    gradient = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
-    ring = outer & ~grown & (gradient < FLAT_GRADIENT)
-    lab = cv2.cvtColor(result, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab[..., 0] *= 100.0 / 255.0
-    lab[..., 1:] -= 128.0
-    tile = max(16, long_side // 8)
-    far = 0
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            here = uncovered[y0 : y0 + tile, x0 : x0 + tile]
-            if not here.any():
-                continue
-            ys, xs = slice(max(0, y0 - tile), y0 + 2 * tile), slice(max(0, x0 - tile), x0 + 2 * tile)
-            palette = lab[ys, xs][ring[ys, xs]]
-            pixels = lab[y0 : y0 + tile, x0 : x0 + tile][here]
-            if len(palette) < 20:
-                continue  # nothing around to compare with
-            grid = np.zeros(GRID_SHAPE, bool)
-            grid[tuple(_bin(palette).T)] = True
-            grid = ndimage.binary_dilation(grid, structure=_BALL)
-            far += int((~grid[tuple(_bin(pixels).T)]).sum())
-    return far / float(uncovered.sum())
-
-
 def worn_garment(person: npt.NDArray[np.uint8], person_mask: BoolMask, category: GarmentCategory) -> BoolMask:
     """The garment of ``category`` the person wears: the lite segmentation's seeded GrabCut, generic skin."""
     landmarks = shared_pose_landmarker().detect(person)
@@ -261,7 +158,8 @@ def evaluate(
     edited = edit_region(mask_values)
     alpha = result.warp.warped_garment[..., 3] > 127
     covered = alpha & edited
-    record.coverage = float((covered & replace).sum() / max(1, replace.sum()))
+    body = body_region(mask_values)
+    record.coverage = float((covered & body).sum() / max(1, body.sum()))
 
     garment_rgb = imaging.to_working_resolution(garment[..., :3], EVAL_LONG_SIDE)
     silhouette = garment_silhouette(garment_rgb)

@@ -20,6 +20,7 @@ from orchestrator.runner import JobRunner, TransientJobError
 from orchestrator.settings import WorkerSettings
 from tryon.jobs.queue import broker_config, queue_depth
 from tryon.jobs.settings import TASK_NAME, WEBHOOK_TASK_NAME
+from tryon.observability import celery_hooks
 
 log = logging.getLogger("orchestrator")
 
@@ -99,6 +100,8 @@ def create_app(settings: WorkerSettings) -> Celery:
     app.conf.task_queues = (Queue(settings.queue_name), Queue(settings.webhook_queue_name))
     worker = _Worker(settings)
     app.tryon_worker = worker  # type: ignore[attr-defined]
+    # Each task runs as its job (log lines carry the id) in the trace its publisher started.
+    celery_hooks.install()
 
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_job(self: Task, job_id: str) -> None:
@@ -128,22 +131,15 @@ def create_app(settings: WorkerSettings) -> Celery:
     def deliver_webhook(self: Task, job_id: str) -> None:
         """POST the job's final document to its webhook URL (tryon.jobs.webhooks retries and signs)."""
         from tryon.jobs import webhooks
+        from tryon.jobs.document import job_document
 
         runner = worker.runner
         record = runner.store.get(job_id)
         if record is None or not record.final or not record.webhook_url:
             return
-        document: dict[str, Any] = {
-            "id": record.id,
-            "status": record.status.value,
-            "created_at": record.created_at.isoformat(),
-            "updated_at": record.updated_at.isoformat(),
-            "timings": record.timings,
-        }
-        if record.result_key:
-            document["result_url"] = runner.storage.url(record.result_key, settings.url_expiry_s)
-        if record.error_code:
-            document["error"] = {"code": record.error_code, "message": record.error_message}
+        # The same document GET /api/tryon/{id} answers (tryon.jobs.document), result URL signed afresh.
+        final = job_document(record, storage=runner.storage, url_expiry_s=settings.url_expiry_s)
+        document = final.model_dump(mode="json")
         try:
             webhooks.deliver(
                 record.webhook_url,

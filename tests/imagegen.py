@@ -6,6 +6,9 @@ flat-lay silhouettes as a product photo shows them, front view (the wearer's rig
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -74,3 +77,84 @@ def draw_garment(
 def person_photo(long_side: int = 1024) -> npt.NDArray[np.uint8]:
     """skimage's astronaut (a person, upper body, facing the camera) at the working resolution."""
     return imaging.to_working_resolution(skimage.data.astronaut(), long_side)
+
+
+def add_print(garment: npt.NDArray[np.uint8], mask: npt.NDArray[np.uint8], seed: int = 0) -> None:
+    """Paint a print rich in corners and blobs (what SIFT matches) inside the middle of ``mask``, in place."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.nonzero(mask > 0)
+    y0, y1 = np.percentile(ys, (30, 70)).astype(int)
+    x0, x1 = np.percentile(xs, (30, 70)).astype(int)
+    for _ in range(60):
+        x, y = int(rng.integers(x0, x1)), int(rng.integers(y0, y1))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        if rng.random() < 0.5:
+            size = int(rng.integers(6, 22))
+            cv2.rectangle(garment, (x, y), (x + size, y + size // 2 + 3), colour, -1)
+        else:
+            cv2.circle(garment, (x, y), int(rng.integers(4, 14)), colour, -1)
+
+
+def printed_garment(
+    category: GarmentCategory = GarmentCategory.UPPER_BODY, size: tuple[int, int] = (768, 1024)
+) -> npt.NDArray[np.uint8]:
+    """A plain garment with a printed motif in its middle (for print-preservation measures)."""
+    garment = draw_garment(category, color=(40, 90, 160), size=size)
+    add_print(garment, garment_mask(category, size))
+    return garment
+
+
+def light_on_light_garment(
+    category: GarmentCategory = GarmentCategory.UPPER_BODY, size: tuple[int, int] = (768, 1024)
+) -> npt.NDArray[np.uint8]:
+    """A white garment on a light studio backdrop with vignetting: the commonest hard product photo.
+
+    The garment (~250) is closer to the backdrop (~228-240) than any fixed colour threshold would allow;
+    only a faint seam shadow along its outline and the backdrop's smooth gradient tell them apart.
+    """
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius = np.hypot((xx - width / 2) / width, (yy - height / 2) / height)
+    backdrop = (240.0 - 24.0 * radius**2)[..., None] * np.ones(3, np.float32)
+    mask = garment_mask(category, size)
+    garment = np.full((height, width, 3), 251.0, np.float32)
+    garment += (np.sin(np.arange(width) / 3.0)[None, :] * 1.5)[..., None]
+    image = np.where(mask[..., None] > 0, garment, backdrop)
+    outline = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
+    image[outline] -= 14.0  # the seam / soft shadow every product photo has at the garment's edge
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def person_as_garment_photo() -> npt.NDArray[np.uint8]:
+    """A photo of a person where a garment photo is expected: the astronaut on a plain studio backdrop.
+
+    The backdrop is the colour beside her face, painted around the photo's border and beside the head, as a
+    studio shot of a person would look to the warp stage.
+    """
+    photo = skimage.data.astronaut().copy()  # 512 x 512, face around (x 180-290, y 70-200)
+    backdrop = (205, 205, 210)
+    photo[:, :40] = backdrop
+    photo[:, -40:] = backdrop
+    photo[:20] = backdrop
+    photo[:, 40:150][:260] = backdrop  # beside the head: the studio wall
+    photo[:, 330:472][:230] = backdrop
+    return photo
+
+
+def face_print_garment() -> npt.NDArray[np.uint8]:
+    """A T-shirt with the astronaut's face printed on its chest: fabric, not backdrop, beside the face."""
+    garment = draw_garment(GarmentCategory.UPPER_BODY, color=(20, 20, 20), size=(768, 1024))
+    face = skimage.data.astronaut()[40:230, 150:320]
+    garment[380 : 380 + face.shape[0], 300 : 300 + face.shape[1]] = face
+    return garment
+
+
+def png_header_only(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A PNG claiming ``width`` x ``height`` in its header with no pixel data: a decompression bomb's
+    header in a few dozen bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")

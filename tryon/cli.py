@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from tryon.native_logs import routed_native_logs
 from tryon.settings import load_stage_settings
 from tryon.stages import EXIT_BAD_INPUT, EXIT_NO_MODEL, EXIT_OK, MODEL_STAGES, STAGES
 from tryon.types import (
@@ -122,13 +123,7 @@ class StageProgress:
 
 def command_run(args: argparse.Namespace) -> int:
     from tryon import imaging
-    from tryon.pipeline import (
-        MIN_GARMENT_SIDE,
-        MIN_PERSON_SIDE,
-        TryOnPipeline,
-        load_image,
-        save_intermediates,
-    )
+    from tryon.pipeline import TryOnPipeline, load_image, save_intermediates
 
     options = GenerationOptions(
         seed=args.seed,
@@ -138,8 +133,17 @@ def command_run(args: argparse.Namespace) -> int:
         prompt=args.prompt,
     )
     options.validate()
-    person = load_image(args.person, field="person", min_side=MIN_PERSON_SIDE)
-    garment = load_image(args.garment, field="garment", mode="RGBA", min_side=MIN_GARMENT_SIDE)
+    check_writable(args.output, field="output")
+    person = load_image(
+        args.person, field="person", min_side=imaging.MIN_PERSON_SIDE, max_side=imaging.WORKING_LONG_SIDE
+    )
+    garment = load_image(
+        args.garment,
+        field="garment",
+        mode="RGBA",
+        min_side=imaging.MIN_GARMENT_SIDE,
+        max_side=imaging.GARMENT_LONG_SIDE,
+    )
     settings = load_stage_settings(backend=args.backend)
     pipeline = TryOnPipeline.from_settings(settings)
     try:
@@ -153,8 +157,11 @@ def command_run(args: argparse.Namespace) -> int:
         )
     finally:
         pipeline.close()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(imaging.encode_png(result.image, compression=6))
+    try:
+        args.output.write_bytes(imaging.encode_png(result.image, compression=6))
+    except OSError as error:  # e.g. the disk filled up during the run
+        message = f"output: cannot write {args.output}: {error.strerror}"
+        raise StageInputError(message, field="output") from error
     if args.save_intermediates:
         save_intermediates(result, args.save_intermediates)
     if not args.quiet:
@@ -205,6 +212,22 @@ def command_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_writable(path: Path, *, field: str) -> None:
+    """Fail now, not after a minutes-long run, when ``path`` cannot be written as a file: creates missing
+    folders and opens the file for writing (removing it again if it did not exist)."""
+    if path.is_dir():
+        raise StageInputError(f"{field}: {path} is a directory; give a file name", field=field)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except OSError as error:
+        raise StageInputError(f"{field}: cannot write {path}: {error.strerror}", field=field) from error
+    if not existed:
+        path.unlink()
+
+
 def command_models(args: argparse.Namespace) -> int:
     from tryon import models
 
@@ -228,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[CurrentStderrHandler()],
     )
     try:
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "demo":
-            return command_demo(args)
-        return command_models(args)
+        with routed_native_logs(keep_native=args.verbose):
+            if args.command == "run":
+                return command_run(args)
+            if args.command == "demo":
+                return command_demo(args)
+            return command_models(args)
     except StageInputError as error:
         print(f"tryon: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,13 +5,17 @@ Each client speaks the typed objects of :mod:`tryon.types` and is itself a :clas
 :class:`~tryon.pipeline.TryOnPipeline` runs unchanged over gRPC with ``remote_backends(settings)``.
 
 Channels: one per service, kept open; keepalive pings so idle connections through load balancers survive;
-UNAVAILABLE retried with backoff by gRPC itself (service config), never INVALID_ARGUMENT; a deadline on
-every call. Status codes come back as the same exceptions the stages raise in process.
+reconnection attempts at most a second apart, so a restarted service is used again at once; UNAVAILABLE
+retried with backoff by gRPC itself (service config), never INVALID_ARGUMENT; RESOURCE_EXHAUSTED refusals
+("at capacity") retried by the client with exponential backoff and jitter, honouring the server's
+``retry-after-ms`` hint, within the call's deadline; a deadline on every call. Status codes come back as the
+same exceptions the stages raise in process.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -23,8 +27,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tryon import progress, protocol
+from tryon import imaging, progress, protocol
 from tryon.observability import grpc as observability_grpc
+from tryon.protocol import RETRY_AFTER_KEY
 from tryon.stages import STAGE_TABLE, STAGES
 from tryon.stages import stage as stage_of
 from tryon.types import (
@@ -119,28 +124,34 @@ class RemoteStageError(RuntimeError):
 
 #: Client keepalive ping interval; must not be shorter than the servers' minimum ping interval.
 KEEPALIVE_TIME_MS = 30_000
+#: Reconnection backoff. gRPC's defaults (1 s, growing 1.6x to 120 s) left a client failing calls for
+#: up to 16 s against a service that had restarted; a stage is on our own network, so try often.
+RECONNECT_BACKOFF_MIN_MS = 100
+RECONNECT_BACKOFF_MAX_MS = 1_000
+#: Backoff of RESOURCE_EXHAUSTED retries: doubles from the first value up to the second (seconds), each
+#: wait drawn from [half, all] of it ("equal jitter"), at least the server's retry-after hint.
+OVERLOAD_BACKOFF_S = (0.05, 2.0)
+
 #: "field: message", as the stage servers write INVALID_ARGUMENT details (runtime.describe_input_error).
 _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
 
 
 def _service_config(service: str, attempts: int) -> str:
+    method_config: dict[str, Any] = {"name": [{"service": service}]}
+    if attempts > 1:  # gRPC rejects the whole service config for maxAttempts < 2
+        method_config["retryPolicy"] = {
+            "maxAttempts": attempts,
+            "initialBackoff": "0.2s",
+            "maxBackoff": "5s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
     return json.dumps(
         {
             # Every address the target resolves to (a headless Service: each ready pod) gets calls in turn;
             # pick_first, gRPC's default, would send all of them to one pod. docs/DEPLOY.md, "Load balancing".
             "loadBalancingConfig": [{"round_robin": {}}],
-            "methodConfig": [
-                {
-                    "name": [{"service": service}],
-                    "retryPolicy": {
-                        "maxAttempts": attempts,
-                        "initialBackoff": "0.2s",
-                        "maxBackoff": "5s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ],
+            "methodConfig": [method_config],
         }
     )
 
@@ -162,6 +173,9 @@ def channel_options(service: str, settings: ClientSettings) -> list[tuple[str, A
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
+        ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
     ]
 
 
@@ -243,20 +257,39 @@ class StageClient(Generic[In, Out]):
         return self.settings.wire_version >= 2
 
     def _call(self, method: str, request: Any, *, timeout_s: float | None = None) -> Any:
-        try:
-            return getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
-        except grpc.RpcError as error:
-            raise self._error(error) from error
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        backoff = OVERLOAD_BACKOFF_S[0]
+        while True:
+            try:
+                return getattr(self.stub, method)(request, timeout=max(0.001, deadline - time.monotonic()))
+            except grpc.RpcError as error:
+                wait = _overload_wait(error, backoff)
+                if wait is None or time.monotonic() + wait >= deadline:
+                    raise self._error(error) from error
+                time.sleep(wait)
+                backoff = min(backoff * 2, OVERLOAD_BACKOFF_S[1])
 
     def _stream(self, method: str, request: Any, *, timeout_s: float | None = None) -> Iterator[Any]:
-        """The messages of a server-streaming call, as they arrive; errors mapped as in :meth:`_call`."""
-        call = getattr(self.stub, method)(request, timeout=timeout_s or self.timeout_s)
-        try:
-            yield from call
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        finally:
-            call.cancel()  # a no-op once the stream has ended; frees the server if we stopped reading
+        """The messages of a server-streaming call, as they arrive; errors mapped as in :meth:`_call`, and
+        "at capacity" refusals (which come before any message) retried as there."""
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        backoff = OVERLOAD_BACKOFF_S[0]
+        while True:
+            call = getattr(self.stub, method)(request, timeout=max(0.001, deadline - time.monotonic()))
+            received = False
+            try:
+                for message in call:
+                    received = True
+                    yield message
+                return
+            except grpc.RpcError as error:
+                wait = None if received else _overload_wait(error, backoff)
+                if wait is None or time.monotonic() + wait >= deadline:
+                    raise self._error(error) from error
+            finally:
+                call.cancel()  # a no-op once the stream has ended; frees the server if we stopped reading
+            time.sleep(wait)
+            backoff = min(backoff * 2, OVERLOAD_BACKOFF_S[1])
 
     def _error(self, error: grpc.RpcError) -> Exception:
         """The exception a stage raises in process for the status a call ended with."""
@@ -269,6 +302,25 @@ class StageClient(Generic[In, Out]):
         if code is grpc.StatusCode.FAILED_PRECONDITION:
             return ModelUnavailableError(details)
         return RemoteStageError(self.stage, code, details)
+
+
+def _overload_wait(error: grpc.RpcError, backoff: float) -> float | None:
+    """Seconds to wait before retrying ``error``, or None when it is not a stage's "at capacity" refusal.
+
+    Only refusals carrying the server's retry hint are retried: gRPC's own RESOURCE_EXHAUSTED (a message
+    over the size limit) would fail again.
+    """
+    if error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    hint = dict(error.trailing_metadata() or ()).get(RETRY_AFTER_KEY)
+    if hint is None:
+        return None
+    try:
+        hinted = float(hint) / 1000
+    except (TypeError, ValueError):
+        hinted = 0.0
+    base = max(backoff, min(hinted, OVERLOAD_BACKOFF_S[1]))
+    return random.uniform(base / 2, base)
 
 
 class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
@@ -288,7 +340,8 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
             ),
             timeout_s=timeout_s,
         )
-        shape = inputs.person.shape[:2]
+        # The service works at (and answers in) the working resolution: a larger photo comes back smaller.
+        shape = imaging.bounded_size(*inputs.person.shape[:2], imaging.WORKING_LONG_SIDE)
         return SegmentationOutput(
             label_map=protocol.image_from_proto(reply.label_map, field="label_map", mode="L"),
             clothing_mask=protocol.mask_from_proto(reply.clothing_mask, field="clothing_mask", shape=shape),

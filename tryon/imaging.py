@@ -17,9 +17,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tryon.types import StageInputError
 
-#: Larger than any photo a phone takes (50 MP) and far below what would exhaust memory.
+#: Larger than any photo a phone takes (50 MP) and far below what would exhaust memory. Checked from the
+#: image header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
+#: Pillow's own bomb check (at open) then refuses anything over twice this, instead of its 179 MP default.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+#: People are processed with their long side at most this (the working resolution of every stage).
 WORKING_LONG_SIDE = 1024
+#: Garment photos are warped from at most this long side: more detail than the 1024 px output can show
+#: only costs decode and warp time.
+GARMENT_LONG_SIDE = 1024
+#: A person photo smaller than this on its short side has too little detail for pose and segmentation.
+MIN_PERSON_SIDE = 128
+#: A garment photo smaller than this on its short side has too little detail to warp.
+MIN_GARMENT_SIDE = 64
 
 ColourMode = Literal["RGB", "RGBA", "L"]
 #: Uncompressed pixels for hops between our own services: uint8, row-major, channels interleaved; the
@@ -30,19 +41,20 @@ RAW_MEDIA_TYPE = "image/x-raw"
 _MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
 
 
-#: What Pillow raises on unreadable bytes; the bomb error comes for images over twice its own pixel limit,
-#: before our MAX_PIXELS check can run.
-_DECODE_ERRORS = (
-    UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError,
-)  # fmt: skip
-
-
 def decode_image(
-    data: bytes, *, field: str = "image", mode: ColourMode = "RGB", min_side: int = 1
+    data: bytes,
+    *,
+    field: str = "image",
+    mode: ColourMode = "RGB",
+    min_side: int = 1,
+    max_side: int | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Decode PNG/JPEG/WebP bytes into a uint8 array (``(H, W, 3|4)`` or ``(H, W)`` for ``L``).
 
-    EXIF orientation is applied, so a portrait phone photo comes out upright.
+    EXIF orientation is applied, so a portrait phone photo comes out upright. The pixel count is checked
+    from the header before decoding (decompression bombs). With ``max_side`` the image is scaled down to
+    that long side while it is decoded (JPEGs decode at a reduced scale directly), so a huge photo never
+    reaches the caller at full size.
     """
     if not data:
         raise StageInputError(f"{field}: empty image", field=field)
@@ -55,16 +67,23 @@ def decode_image(
                         f"{field}: unsupported image format {probe.format!r} (use PNG, JPEG or WebP)",
                         field=field,
                     )
-                if probe.width * probe.height > MAX_PIXELS:
-                    raise StageInputError(
-                        f"{field}: image of {probe.width}x{probe.height} exceeds {MAX_PIXELS} pixels",
-                        field=field,
-                    )
-                upright = ImageOps.exif_transpose(probe)
-                converted = upright.convert(mode)
+                _check_pixels(probe.width, probe.height, field)
+                if max_side is not None and max(probe.size) > max_side and probe.format == "JPEG":
+                    # Decode at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling): memory follows the output.
+                    probe.draft(probe.mode, _bounded_wh(probe.width, probe.height, max_side))
+                converted = _convert(ImageOps.exif_transpose(probe), mode)
+                if max_side is not None and max(converted.size) > max_side:
+                    height, width = working_size(converted.height, converted.width, max_side)
+                    converted = converted.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
     except StageInputError:
         raise
-    except _DECODE_ERRORS as error:
+    except Image.DecompressionBombError as error:
+        raise StageInputError(f"{field}: image exceeds {MAX_PIXELS} pixels ({error})", field=field) from error
+    except UnidentifiedImageError as error:  # its message is Pillow's repr of our buffer: say what it means
+        raise StageInputError(
+            f"{field}: not a readable image (not PNG, JPEG or WebP data)", field=field
+        ) from error
+    except (OSError, ValueError, Image.DecompressionBombWarning) as error:
         raise StageInputError(f"{field}: not a readable image ({error})", field=field) from error
     if min(converted.size) < min_side:
         raise StageInputError(
@@ -75,6 +94,24 @@ def decode_image(
     return np.asarray(converted, dtype=np.uint8).copy()
 
 
+def _check_pixels(width: int, height: int, field: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise StageInputError(f"{field}: image of {width}x{height} exceeds {MAX_PIXELS} pixels", field=field)
+
+
+#: Pillow modes of 16-bit (and 32-bit integer) grayscale, e.g. 16-bit PNGs.
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _convert(image: Image.Image, mode: ColourMode) -> Image.Image:
+    """``image.convert(mode)``, except that 16-bit grayscale keeps its tones: Pillow's own conversion
+    clips every value above 255 to white."""
+    if image.mode in _WIDE_GRAY_MODES:
+        wide = np.asarray(image).astype(np.uint32)
+        image = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L")
+    return image.convert(mode)
+
+
 def encode_raw(image: npt.NDArray[np.uint8]) -> bytes:
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"cannot encode an array of shape {image.shape} and type {image.dtype}")
@@ -82,13 +119,20 @@ def encode_raw(image: npt.NDArray[np.uint8]) -> bytes:
 
 
 def decode_raw(
-    data: bytes, width: int, height: int, *, field: str = "image", mode: ColourMode = "RGB", min_side: int = 1
+    data: bytes,
+    width: int,
+    height: int,
+    *,
+    field: str = "image",
+    mode: ColourMode = "RGB",
+    min_side: int = 1,
+    max_side: int | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Decode :data:`RAW_MEDIA_TYPE` pixels, converting channels to ``mode`` as :func:`decode_image` does."""
+    """Decode :data:`RAW_MEDIA_TYPE` pixels, converting channels to ``mode`` and scaling down to
+    ``max_side`` as :func:`decode_image` does."""
     if width <= 0 or height <= 0:
         raise StageInputError(f"{field}: a raw image needs its width and height", field=field)
-    if width * height > MAX_PIXELS:
-        raise StageInputError(f"{field}: image of {width}x{height} exceeds {MAX_PIXELS} pixels", field=field)
+    _check_pixels(width, height, field)
     channels, remainder = divmod(len(data), width * height)
     if remainder or channels not in (1, 3, 4):
         raise StageInputError(
@@ -103,6 +147,11 @@ def decode_raw(
             field=field,
         )
     pixels = np.frombuffer(data, np.uint8).reshape(height, width, channels)
+    if max_side is not None and max(width, height) > max_side:
+        pixels = to_working_resolution(pixels, max_side)
+        if channels == 1:
+            pixels = pixels[..., np.newaxis]  # cv2.resize drops a single channel axis
+        height, width = pixels.shape[:2]
     if mode == "L":
         converted = pixels[..., 0] if channels == 1 else cv2.cvtColor(pixels[..., :3], cv2.COLOR_RGB2GRAY)
     elif mode == "RGB":
@@ -144,6 +193,18 @@ def encode_png(image: npt.NDArray[np.uint8], *, compression: int = 1) -> bytes:
     if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays, rejected above
         raise ValueError("PNG encoding failed")
     return buffer.tobytes()
+
+
+def bounded_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """The (height, width) an image takes when scaled down to fit ``max_side`` (unchanged if it fits)."""
+    if max(height, width) <= max_side:
+        return height, width
+    return working_size(height, width, max_side)
+
+
+def _bounded_wh(width: int, height: int, max_side: int) -> tuple[int, int]:
+    bounded_height, bounded_width = bounded_size(height, width, max_side)
+    return bounded_width, bounded_height
 
 
 def working_size(height: int, width: int, long_side: int = WORKING_LONG_SIDE) -> tuple[int, int]:

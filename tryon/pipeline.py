@@ -38,12 +38,9 @@ from tryon.types import (
     WarpOutput,
 )
 
-#: A person photo smaller than this on its short side has too little detail for pose and segmentation.
-MIN_PERSON_SIDE = 128
-MIN_GARMENT_SIDE = 64
-#: Garment photos are warped from at most this long side: more detail than the 1024 px output can show
-#: only costs decode and warp time.
-GARMENT_LONG_SIDE = 1024
+#: Re-exported for callers of the pipeline; the limits live in tryon/imaging.py.
+MIN_PERSON_SIDE, MIN_GARMENT_SIDE = imaging.MIN_PERSON_SIDE, imaging.MIN_GARMENT_SIDE
+GARMENT_LONG_SIDE = imaging.GARMENT_LONG_SIDE
 
 ProgressCallback = Callable[[str, str, float], None]  # (stage, "start" | "done", seconds)
 
@@ -59,22 +56,29 @@ class TryOnResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
 
 
-def load_image(path: str | Path, *, field: str, mode: imaging.ColourMode = "RGB", min_side: int = 1) -> Any:
+def load_image(
+    path: str | Path,
+    *,
+    field: str,
+    mode: imaging.ColourMode = "RGB",
+    min_side: int = 1,
+    max_side: int | None = None,
+) -> Any:
     """Read an image file as the pipeline wants it; every failure is a :class:`StageInputError`."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         raise StageInputError(f"{field}: cannot read {path}: {error.strerror}", field=field) from error
-    return imaging.decode_image(data, field=field, mode=mode, min_side=min_side)
+    return imaging.decode_image(data, field=field, mode=mode, min_side=min_side, max_side=max_side)
 
 
 def prepare_person(person: RGBImage) -> RGBImage:
     if person.ndim != 3 or person.shape[2] != 3:
         raise StageInputError("person: expected an RGB image", field="person")
-    if min(person.shape[:2]) < MIN_PERSON_SIDE:
+    if min(person.shape[:2]) < imaging.MIN_PERSON_SIDE:
         raise StageInputError(
             f"person: image of {person.shape[1]}x{person.shape[0]} is too small "
-            f"(the short side must be at least {MIN_PERSON_SIDE} px)",
+            f"(the short side must be at least {imaging.MIN_PERSON_SIDE} px)",
             field="person",
         )
     return imaging.to_working_resolution(person)
@@ -83,14 +87,14 @@ def prepare_person(person: RGBImage) -> RGBImage:
 def prepare_garment(garment: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     if garment.ndim != 3 or garment.shape[2] not in (3, 4):
         raise StageInputError("garment: expected an RGB or RGBA image", field="garment")
-    if min(garment.shape[:2]) < MIN_GARMENT_SIDE:
+    if min(garment.shape[:2]) < imaging.MIN_GARMENT_SIDE:
         raise StageInputError(
             f"garment: image of {garment.shape[1]}x{garment.shape[0]} is too small "
-            f"(the short side must be at least {MIN_GARMENT_SIDE} px)",
+            f"(the short side must be at least {imaging.MIN_GARMENT_SIDE} px)",
             field="garment",
         )
-    if max(garment.shape[:2]) > GARMENT_LONG_SIDE:
-        return imaging.to_working_resolution(garment, GARMENT_LONG_SIDE)
+    if max(garment.shape[:2]) > imaging.GARMENT_LONG_SIDE:
+        return imaging.to_working_resolution(garment, imaging.GARMENT_LONG_SIDE)
     return garment
 
 

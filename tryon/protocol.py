@@ -6,12 +6,14 @@ does the reverse. Keeping both directions here means a field is mapped in exactl
 
 from __future__ import annotations
 
+import io
 import zlib
 from typing import Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from tryon import imaging
 from tryon.types import (
@@ -35,6 +37,10 @@ _CATEGORY_FROM_PROTO[common_pb2.GARMENT_CATEGORY_UNSPECIFIED] = GarmentCategory.
 
 
 WireFormat = Literal["png", "raw"]
+
+#: Trailing metadata key of RESOURCE_EXHAUSTED refusals: milliseconds after which a retry may find room
+#: (sent by tryon.runtime's interceptor, honoured by tryon.client).
+RETRY_AFTER_KEY = "retry-after-ms"
 
 #: The response form this package's clients ask for and its servers can answer (see common.proto).
 WIRE_VERSION = 2
@@ -94,22 +100,61 @@ _RAW_FAMILY = (imaging.RAW_MEDIA_TYPE, RAW_DEFLATE_MEDIA_TYPE, BITMASK_MEDIA_TYP
 
 
 def image_from_proto(
-    message: common_pb2.Image, *, field: str, mode: imaging.ColourMode = "RGB", min_side: int = 1
+    message: common_pb2.Image,
+    *,
+    field: str,
+    mode: imaging.ColourMode = "RGB",
+    min_side: int = 1,
+    max_side: int | None = None,
 ) -> npt.NDArray[np.uint8]:
+    """Decode an image; with ``max_side`` (services: the working resolution) it arrives scaled down to
+    that long side, so no stage works on more pixels than it needs, whatever the caller sent."""
     if message.media_type == imaging.RAW_MEDIA_TYPE:
         return imaging.decode_raw(
-            message.data, message.width, message.height, field=field, mode=mode, min_side=min_side
+            message.data,
+            message.width,
+            message.height,
+            field=field,
+            mode=mode,
+            min_side=min_side,
+            max_side=max_side,
         )
     if message.media_type == RAW_DEFLATE_MEDIA_TYPE:
         data = _inflate(message, field=field)
         return imaging.decode_raw(
-            data, message.width, message.height, field=field, mode=mode, min_side=min_side
+            data, message.width, message.height, field=field, mode=mode, min_side=min_side, max_side=max_side
         )
     if message.media_type == BITMASK_MEDIA_TYPE:
         if mode != "L":
             raise StageInputError(f"{field}: {BITMASK_MEDIA_TYPE} is for masks only", field=field)
-        return _decode_bitmask(message, field=field)
-    return imaging.decode_image(message.data, field=field, mode=mode, min_side=min_side)
+        return _bounded_nearest(_decode_bitmask(message, field=field), max_side)
+    return imaging.decode_image(message.data, field=field, mode=mode, min_side=min_side, max_side=max_side)
+
+
+def long_side(message: common_pb2.Image) -> int:
+    """The image's long side in pixels, from its header (0 when unreadable: decoding will say why)."""
+    if message.media_type in _RAW_FAMILY:
+        return max(message.width, message.height)
+    try:
+        with Image.open(io.BytesIO(message.data)) as probe:
+            return max(probe.size)
+    except Exception:
+        return 0
+
+
+def _bounded_nearest(mask: Mask, max_side: int | None) -> Mask:
+    if max_side is None or max(mask.shape) <= max_side:
+        return mask
+    height, width = imaging.bounded_size(mask.shape[0], mask.shape[1], max_side)
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def is_raw_rgb(message: common_pb2.Image) -> bool:
+    """Whether ``message`` is image/x-raw pixels of exactly 3 channels (RGB, no alpha to keep)."""
+    return (
+        message.media_type == imaging.RAW_MEDIA_TYPE
+        and len(message.data) == 3 * message.width * message.height
+    )
 
 
 def _check_raw_size(message: common_pb2.Image, *, field: str) -> None:
@@ -151,9 +196,12 @@ def _decode_bitmask(message: common_pb2.Image, *, field: str) -> Mask:
     return np.negative(bits.view(np.int8)).view(np.uint8).reshape(message.height, message.width)
 
 
-def mask_from_proto(message: common_pb2.Image, *, field: str, shape: tuple[int, int]) -> Mask:
-    """Decode a mask and check it matches the person image (``shape`` = (height, width))."""
-    mask = image_from_proto(message, field=field, mode="L")
+def mask_from_proto(
+    message: common_pb2.Image, *, field: str, shape: tuple[int, int], max_side: int | None = None
+) -> Mask:
+    """Decode a mask and check it matches the person image (``shape`` = (height, width), after both are
+    scaled to ``max_side``). Masks are scaled by nearest neighbour: their values are kinds, not tones."""
+    mask = _bounded_nearest(image_from_proto(message, field=field, mode="L"), max_side)
     if mask.shape != shape:
         raise StageInputError(
             f"{field}: mask is {mask.shape[1]}x{mask.shape[0]} but the person image is {shape[1]}x{shape[0]}",
@@ -228,9 +276,9 @@ def require_size(image: npt.NDArray[np.uint8], shape: tuple[int, int], *, field:
 
 
 def rgba_from_proto(
-    message: common_pb2.Image, *, field: str, shape: tuple[int, int]
+    message: common_pb2.Image, *, field: str, shape: tuple[int, int], max_side: int | None = None
 ) -> npt.NDArray[np.uint8]:
-    image = image_from_proto(message, field=field, mode="RGBA")
+    image = image_from_proto(message, field=field, mode="RGBA", max_side=max_side)
     require_size(image, shape, field=field)
     return image
 

@@ -12,8 +12,9 @@ import logging
 import sys
 
 from tryon.backends import create_backend
+from tryon.native_logs import routed_native_logs
 from tryon.observability import setup_tracing
-from tryon.runtime import StageServer, configure_logging, serve
+from tryon.runtime import StageServer, configure_logging, exit_process, serve
 from tryon.settings import load_stage_settings
 from tryon.stages import EXIT_NO_MODEL
 from tryon.stages import stage as stage_of
@@ -66,4 +67,6 @@ def main(stage: str, argv: list[str] | None = None) -> None:
         # `--backend full` without its weights or packages: one line saying what to do, not a traceback.
         log.error("%s", error)
         sys.exit(EXIT_NO_MODEL)
-    serve(server)
+    with routed_native_logs(keep_native=server.settings.log_level == "DEBUG"):
+        status = serve(server)
+    exit_process(status)

@@ -28,12 +28,9 @@ import numpy.typing as npt
 from tryon.progress import report_progress
 from tryon.types import (
     BackendInfo,
-    GarmentCategory,
-    GenerationOptions,
     InpaintInput,
     InpaintOutput,
     RGBImage,
-    StageInputError,
 )
 from tryon.vision import mask_kinds
 from tryon.vision.images import shrink_factor, shrunk_size
@@ -83,7 +80,7 @@ class LiteInpaint:
         self.run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
 
     def run(self, inputs: InpaintInput, /) -> InpaintOutput:
-        validate_inputs(inputs)  # the seed is validated but unused: this backend is deterministic
+        inputs.validate()  # the seed is validated but unused: this backend is deterministic
         person = inputs.person
         values = inputs.clothing_mask
         mask = mask_kinds.edit_region(values)
@@ -154,7 +151,7 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     nearest = _nearest_source(unknown, ~unknown)
     fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
 
-    skin_kind = unknown & (kind_values == mask_kinds.REPLACE_SKIN)
+    skin_kind = unknown & np.isin(kind_values, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
     if skin_kind.any():
         # Skin to copy: skin-coloured pixels on the body around the garment (bare arms, shoulders), where
         # hair or a beige backdrop cannot be; else any skin-coloured pixel in the box.
@@ -179,11 +176,13 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
         use = below_kind & has_source
         fill[use] = column_fill[use]
 
-    # Blur only within the filled pixels, so no colour from outside is pulled in twice.
-    weight = unknown.astype(np.float32)
-    blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
-    norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
-    fill = np.where(unknown[..., None], blurred / np.maximum(norm, 1e-3), fill)
+    # Blur each kind within itself only, so no colour crosses from one kind (or from outside) to another.
+    kinds = np.where(skin_kind, 1, np.where(below_kind, 2, 0))
+    for kind in np.unique(kinds[unknown]):
+        weight = (unknown & (kinds == kind)).astype(np.float32)
+        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
+        norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
+        fill = np.where(weight[..., None] > 0, blurred / np.maximum(norm, 1e-3), fill)
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.
     return np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
@@ -291,37 +290,3 @@ def _bounding_box(mask: npt.NDArray[np.bool_], *, margin: int) -> tuple[slice, s
         slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
         slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)),
     )
-
-
-def validate_inputs(inputs: InpaintInput) -> None:
-    """Types, shapes (everything in the person's frame) and a non-empty clothing mask."""
-    if not isinstance(inputs.options, GenerationOptions):
-        raise StageInputError("options: expected GenerationOptions", field="options")
-    inputs.options.validate()
-    try:
-        GarmentCategory(inputs.category)
-    except ValueError as error:
-        raise StageInputError(f"category: unknown {inputs.category!r}", field="category") from error
-    person = inputs.person
-    if not isinstance(person, np.ndarray) or person.ndim != 3 or person.shape[2] != 3:
-        raise StageInputError("person: expected an RGB image (H, W, 3)", field="person")
-    if person.dtype != np.uint8:
-        raise StageInputError(f"person: expected uint8, got {person.dtype}", field="person")
-    size = person.shape[:2]
-    checks: tuple[tuple[str, object, int, int | None], ...] = (
-        ("clothing_mask", inputs.clothing_mask, 2, None),
-        ("warped_garment", inputs.warped_garment, 3, 4),
-        ("pose_image", inputs.pose_image, 3, 3),
-    )
-    for field, array, ndim, channels in checks:
-        expected = f"({size[0]}, {size[1]}{f', {channels}' if channels else ''})"
-        if not isinstance(array, np.ndarray):
-            raise StageInputError(f"{field}: expected an array of shape {expected}", field=field)
-        if array.ndim != ndim or array.shape[:2] != size or (channels and array.shape[2] != channels):
-            raise StageInputError(f"{field}: expected shape {expected}, got {array.shape}", field=field)
-        if array.dtype != np.uint8:
-            raise StageInputError(f"{field}: expected uint8, got {array.dtype}", field=field)
-    if not (inputs.clothing_mask > 127).any():
-        raise StageInputError(
-            "clothing_mask: empty, there is no region to put the garment in", field="clothing_mask"
-        )

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from tryon import progress, protocol
+from tryon import imaging, progress, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
@@ -70,10 +70,21 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
     @staticmethod
     def _decode(request: inpaint_pb2.InpaintRequest) -> tuple[InpaintInput, protocol.WireFormat]:
         options = protocol.options_from_proto(request.options)  # validates first: cheapest failure
-        person = protocol.image_from_proto(request.person, field="person")
+        if (request.HasField("pose") or request.HasField("warped_garment_patch")) and protocol.long_side(
+            request.person
+        ) > imaging.WORKING_LONG_SIDE:
+            # keypoints and patches are placed in the person's frame: they cannot follow a scaled person
+            raise StageInputError(
+                f"person: with keypoints or patches (wire version 2) the person image must be at most "
+                f"{imaging.WORKING_LONG_SIDE} px on its long side",
+                field="person",
+            )
+        person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         shape = person.shape[:2]
-        clothing_mask = protocol.mask_from_proto(request.clothing_mask, field="clothing_mask", shape=shape)
+        clothing_mask = protocol.mask_from_proto(
+            request.clothing_mask, field="clothing_mask", shape=shape, max_side=imaging.WORKING_LONG_SIDE
+        )
         if not clothing_mask.any():
             raise StageInputError("clothing_mask: empty mask, nothing to inpaint", field="clothing_mask")
         keypoints = None
@@ -81,7 +92,9 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
             keypoints = protocol.keypoints_from_proto(request.pose)
             pose_image = draw_openpose(keypoints, *shape)
         else:
-            pose_image = protocol.image_from_proto(request.pose_image, field="pose_image")
+            pose_image = protocol.image_from_proto(
+                request.pose_image, field="pose_image", max_side=imaging.WORKING_LONG_SIDE
+            )
             protocol.require_size(pose_image, shape, field="pose_image")
         if request.HasField("warped_garment_patch"):
             transparent = np.zeros((*shape, 4), np.uint8)
@@ -90,7 +103,10 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
             )
         else:
             warped_garment = protocol.rgba_from_proto(
-                request.warped_garment, field="warped_garment", shape=shape
+                request.warped_garment,
+                field="warped_garment",
+                shape=shape,
+                max_side=imaging.WORKING_LONG_SIDE,
             )
         inputs = InpaintInput(
             person=person,

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from tryon import models as model_registry
 from tryon.settings import ModelSettings
 from tryon.types import (
+    NO_PERSON_FOUND,
     NUM_KEYPOINTS,
     BackendInfo,
     Keypoints,
@@ -55,7 +56,7 @@ def keypoints_from_openpose(
     """
     subset = np.asarray(subset, dtype=np.float64).reshape(-1, NUM_KEYPOINTS + 2)
     if len(subset) == 0:
-        raise StageInputError("person: no person found in the photo", field="person")
+        raise StageInputError(NO_PERSON_FOUND, field="person")
     # The photo's subject is the most complete skeleton; among equals, the most confident one.
     best = max(range(len(subset)), key=lambda row: (subset[row, -1], subset[row, -2]))
     indices = subset[best, :NUM_KEYPOINTS].astype(np.int64)

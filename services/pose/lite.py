@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tryon.types import BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
+from tryon.types import NO_PERSON_FOUND, BackendInfo, ModelInfo, PoseInput, PoseOutput, StageInputError
 from tryon.vision.mediapipe_landmarks import (
     MediaPipePoseLandmarker,
     mediapipe_to_coco18,
@@ -37,10 +37,10 @@ class LitePose:
         height, width = person.shape[:2]
         landmarks = self._landmarker.detect(person)
         if landmarks is None:
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         keypoints = mediapipe_to_coco18(landmarks.points, landmarks.visibility, height, width)
         if not np.any(keypoints[:, 2] > 0):
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         return PoseOutput(keypoints=keypoints, pose_image=draw_openpose(keypoints, height, width))
 
     def info(self) -> BackendInfo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import protocol
+from tryon import imaging, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
@@ -16,7 +16,7 @@ class PoseServicer(StageServicer[PoseInput, PoseOutput], pose_pb2_grpc.PoseServi
     def Estimate(
         self, request: pose_pb2.EstimatePoseRequest, context: grpc.ServicerContext
     ) -> pose_pb2.EstimatePoseResponse:
-        person = protocol.image_from_proto(request.person, field="person")
+        person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         result = self.backend.run(PoseInput(person=person))
         reply = pose_pb2.EstimatePoseResponse(pose=protocol.keypoints_to_proto(result.keypoints))

@@ -27,6 +27,7 @@ not reach, and around it the body the new garment may cover (longer, with sleeve
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ from services.segmentation.garment import (
     resize_mask,
 )
 from tryon.types import (
+    NO_PERSON_FOUND,
     BackendInfo,
     GarmentCategory,
     ModelInfo,
@@ -82,6 +84,9 @@ from tryon.vision.mediapipe_landmarks import (
 )
 
 MODEL_SOURCE = "bundled:mediapipe==0.10.21"
+#: Foreground not connected to the person tried on, larger than this fraction of theirs, is another person.
+OTHER_PERSON_FRACTION = 0.3
+logger = logging.getLogger(__name__)
 #: Selfie segmentation's network sees 256x256; a 512 px copy is plenty to feed it.
 PERSON_LONG_SIDE = 512
 #: Person probability above which a pixel is foreground.
@@ -255,7 +260,7 @@ class LiteSegmentation:
 
         body = self._landmarker.detect(person)
         if body is None:
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         shapes = body_shapes(body.points)
         person_mask = self._person_mask(person, shapes)
 
@@ -280,6 +285,7 @@ class LiteSegmentation:
         clothing[reach] = mask_kinds.MAY_COVER
         clothing[replace] = mask_kinds.REPLACE_NEAREST
         clothing[replace & skin_underneath(shapes, category, full)] = mask_kinds.REPLACE_SKIN
+        clothing[replace & regions.arms] = mask_kinds.REPLACE_LIMB
         if category is GarmentCategory.UPPER_BODY:
             below_waist = ~draw_polygons(full, shapes.above_waist)
             clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW
@@ -310,8 +316,17 @@ class LiteSegmentation:
         foreground = probability > PERSON_THRESHOLD
         # Other people and clutter the model calls foreground do not touch the torso.
         body = draw_polygons(small_frame, shapes.chest, shapes.torso)
+        everyone = foreground
         foreground = components_touching(foreground, body)
+        others = int(everyone.sum()) - int(foreground.sum())
+        if others > OTHER_PERSON_FRACTION * max(1, int(foreground.sum())):
+            # MediaPipe Pose follows the most prominent person; the others are left as they are.
+            logger.warning(
+                "the person photo holds more than one person: trying the garment on the most prominent one "
+                "(%.0f %% of the foreground belongs to others)",
+                100.0 * others / max(1, int(everyone.sum())),
+            )
         if not foreground.any():
-            raise StageInputError("no person found in the photo", field="person")
+            raise StageInputError(NO_PERSON_FOUND, field="person")
         # Upsample the probability (not the binary mask) so the outline is smooth at full size.
         return resize_mask(np.where(foreground, probability, 0.0), height, width) > PERSON_THRESHOLD

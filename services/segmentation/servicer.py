@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import protocol
+from tryon import imaging, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
@@ -18,7 +18,7 @@ class SegmentationServicer(
     def Segment(
         self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext
     ) -> segmentation_pb2.SegmentResponse:
-        person = protocol.image_from_proto(request.person, field="person")
+        person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
         result = self.backend.run(
             SegmentationInput(person=person, category=protocol.category_from_proto(request.category))

@@ -22,11 +22,14 @@ photo, so image-left garment landmarks go to image-left body keypoints (COCO "ri
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from services.warp.tps import ThinPlateSpline
+from tryon.imaging import MIN_GARMENT_SIDE
 from tryon.stages import SINGLE_IMPLEMENTATION
 from tryon.types import (
     KP,
@@ -50,6 +53,11 @@ BACKGROUND_NOISE_FACTOR = 3.0
 BACKGROUND_THRESHOLD_RANGE = (7.0, 24.0)
 #: Minimum width (colour-distance units) of the alpha ramp across the garment's edge.
 EDGE_RAMP_MIN = 8.0
+#: The person check (a face in the garment photo) runs at this long side; faces narrower than this
+#: fraction of the photo's width are ignored; "backdrop beside the face" means within this colour distance.
+PERSON_CHECK_LONG_SIDE = 320
+MIN_FACE_FRACTION = 0.06
+BACKDROP_MATCH = 30.0
 #: The spline map is evaluated every this many pixels of the person frame, then interpolated.
 MAP_GRID_STEP = 8
 #: Keypoints below this confidence are treated as missing.
@@ -58,6 +66,20 @@ MIN_CONFIDENCE = 0.05
 SHOULDER_OUTSET = 0.12
 #: The body at the hips is wider than the distance between the hip joints.
 HIP_OUTSET = 0.30
+#: The torso's half-width is this percentile of the symmetric half-widths over the rows below the sleeves.
+TORSO_WIDTH_PERCENTILE = 50
+#: The shoulder landmarks sit this fraction of the torso's half-width from the axis.
+SHOULDER_FRACTION = 0.85
+#: A sleeve is this share of the silhouette's pixels at least (outside the torso's band).
+SLEEVE_MIN_PIXELS_FRACTION = 0.01
+#: Length of a regular top in the photo, hem below the shoulders, in shoulder widths (the landmarks above):
+#: such a top ends on the hip band; shorter and longer cuts end proportionally higher or lower.
+TOP_REGULAR_LENGTH = 2.3
+TOP_LENGTH_RANGE = (0.45, 1.3)
+#: A top's vertical scale stays within this range of its horizontal scale (from the shoulders).
+VERTICAL_SCALE_RANGE = (0.7, 1.0)
+#: The hip band, below the hip joints by this fraction of the shoulder-to-hip distance.
+HIP_BAND = 0.12
 #: Garment waistbands sit above the hip joints, by this fraction of the shoulder-to-hip distance.
 WAIST_RAISE = 0.12
 
@@ -86,6 +108,7 @@ class GarmentWarper:
         if height < 16 or width < 16:
             raise StageInputError("target size must be at least 16x16", field="target_size")
         _check_keypoints(inputs.keypoints)
+        refuse_person_photo(inputs.garment)
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
         pairs = body_targets(landmarks, inputs.keypoints, inputs.category)
@@ -96,6 +119,53 @@ class GarmentWarper:
         )
 
 
+# ----------------------------------------------------------------------------------------- person photos
+
+
+_face_cascade: cv2.CascadeClassifier | None = None
+
+
+def refuse_person_photo(garment: npt.NDArray[np.uint8]) -> None:
+    """Raise :class:`StageInputError` when the garment photo shows a person (a face with backdrop beside it).
+
+    OpenCV's Haar frontal-face cascade (bundled with OpenCV, no weights to fetch) finds faces; a face
+    printed on a garment has fabric on both sides, a person's face has the photo's backdrop on at least
+    one side, which tells the two apart. Headless crops of a person are not caught.
+    """
+    global _face_cascade
+    if garment.ndim != 3 or garment.shape[2] not in (3, 4) or min(garment.shape[:2]) < 32:
+        return  # separate_garment reports malformed garments
+    if garment.shape[2] == 4 and garment[..., 3].min() < 250:
+        return  # a cut-out: no backdrop to compare with
+    if _face_cascade is None:
+        _face_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    small = downscale(np.ascontiguousarray(garment[..., :3]), PERSON_CHECK_LONG_SIDE)
+    gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    width = gray.shape[1]
+    min_face = max(20, round(MIN_FACE_FRACTION * width))
+    faces = _face_cascade.detectMultiScale(
+        gray, scaleFactor=1.15, minNeighbors=5, minSize=(min_face, min_face)
+    )
+    if len(faces) == 0:
+        return
+    pixels = small.astype(np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    backdrop = np.median(border, axis=0)
+    for x, y, w, h in faces:
+        rows = slice(y + h // 4, y + 3 * h // 4)
+        beside = []
+        for x0, x1 in ((x - 1.3 * w, x - 0.8 * w), (x + 1.8 * w, x + 2.3 * w)):
+            x0, x1 = round(x0), round(x1)
+            if x0 >= 0 and x1 <= width:
+                beside.append(np.median(pixels[rows, x0:x1].reshape(-1, 3), axis=0))
+        if any(float(np.linalg.norm(colour - backdrop)) < BACKDROP_MATCH for colour in beside):
+            raise StageInputError(
+                "garment: the photo shows a person (a face with the backdrop beside it); the lite try-on "
+                "needs a product photo of the garment alone (flat lay, plain background or a cut-out)",
+                field="garment",
+            )
+
+
 # ----------------------------------------------------------------------------------------- separation
 
 
@@ -103,8 +173,10 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
     """Return (RGB, alpha) of the garment photo; alpha 0 = background, 255 = garment."""
     if garment.ndim != 3 or garment.shape[2] not in (3, 4) or garment.dtype != np.uint8:
         raise StageInputError("garment must be an RGB or RGBA uint8 image", field="garment")
-    if min(garment.shape[:2]) < 32:
-        raise StageInputError("garment image is too small (at least 32 px per side)", field="garment")
+    if min(garment.shape[:2]) < MIN_GARMENT_SIDE:
+        raise StageInputError(
+            f"garment image is too small (at least {MIN_GARMENT_SIDE} px per side)", field="garment"
+        )
     rgb = np.ascontiguousarray(garment[..., :3])
     if garment.shape[2] == 4 and garment[..., 3].min() < 250:
         alpha = garment[..., 3]
@@ -231,79 +303,113 @@ def _largest_component(
 
 
 def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> dict[str, Point]:
-    """Named points of the garment silhouette, in garment-photo pixels."""
+    """Named points of the garment silhouette, in garment-photo pixels.
+
+    Taken from the whole silhouette of an upright product photo: its mirror axis (the median of every
+    row's midpoint), the torso's half-width as a low percentile of the symmetric half-widths over many rows
+    (a sleeve touching the body widens some rows, not most), shoulders as a mirrored pair at one height,
+    the hem on the axis column. Trousers: the waistband, and each leg's centre at the knee and the hem.
+    """
     mask = alpha > 127
     rows = np.flatnonzero(mask.any(axis=1))
     if len(rows) < 8:
         raise StageInputError("garment could not be separated: the silhouette is too small", field="garment")
     top, bottom = int(rows[0]), int(rows[-1])
     garment_height = bottom - top + 1
+    axis = _mirror_axis(mask, rows)
 
-    # The garment's centre line, from its top band (collar or waistband), which sleeves never reach.
-    band = mask[top : top + max(1, garment_height // 5)]
-    centre_x = float(np.nonzero(band)[1].mean())
-
-    def row_extent(y: float) -> tuple[float, float]:
-        """The run of garment pixels on row y around the centre line: the torso, not a sleeve beside it."""
-        row = mask[int(np.clip(round(y), top, bottom))]
-        columns = np.flatnonzero(row)
+    def runs_at(y: float) -> list[npt.NDArray[np.intp]]:
+        columns = np.flatnonzero(mask[int(np.clip(round(y), top, bottom))])
         if len(columns) == 0:
-            return centre_x, centre_x
-        runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
-        run = min(
-            runs,
-            key=lambda r: (
-                0 if r[0] <= centre_x <= r[-1] else min(abs(r[0] - centre_x), abs(r[-1] - centre_x))
-            ),
-        )
-        return float(run[0]), float(run[-1])
+            return []
+        return np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+
+    def half_width_at(y: float) -> float:
+        """Half-width of the run on row y that holds the axis, symmetric about it (0 if none does)."""
+        for run in runs_at(y):
+            if run[0] <= axis <= run[-1]:
+                return float(min(axis - run[0], run[-1] - axis))
+        return 0.0
 
     if category is GarmentCategory.LOWER_BODY:
         waist_y = top + 0.03 * garment_height
-        waist_left, waist_right = row_extent(waist_y)
-        hem_y = bottom - 0.02 * garment_height
-        hem_left, hem_right = row_extent(hem_y)
-        return {
-            "left_waist": (waist_left, waist_y),
-            "right_waist": (waist_right, waist_y),
-            "left_hem": (hem_left, hem_y),
-            "right_hem": (hem_right, hem_y),
+        waist = [half_width_at(top + f * garment_height) for f in np.linspace(0.01, 0.08, 8)]
+        waist_half = float(np.median([w for w in waist if w > 0] or [0.25 * mask.shape[1]]))
+        landmarks = {
+            "left_waist": (axis - waist_half, waist_y),
+            "right_waist": (axis + waist_half, waist_y),
         }
+        for name, fraction in (("knee", 0.55), ("hem", 0.97)):
+            y = top + fraction * garment_height
+            runs = runs_at(y)
+            if len(runs) >= 2:  # two legs: each leg's centre
+                left, right = runs[0], runs[-1]
+                landmarks[f"left_{name}"] = ((left[0] + left[-1]) / 2, y)
+                landmarks[f"right_{name}"] = ((right[0] + right[-1]) / 2, y)
+            elif runs and name == "hem":  # a skirt: the hem's quarter points
+                quarter = (runs[0][-1] - runs[0][0]) / 4
+                landmarks["left_hem"] = (runs[0][0] + quarter, y)
+                landmarks["right_hem"] = (runs[0][-1] - quarter, y)
+        if "left_hem" not in landmarks:
+            landmarks["left_hem"] = (axis - waist_half, bottom - 0.03 * garment_height)
+            landmarks["right_hem"] = (axis + waist_half, bottom - 0.03 * garment_height)
+        return landmarks
 
-    # Upper body and dress: the torso's half-width is measured low on the garment, below the sleeves.
-    body_left, body_right = row_extent(
-        top + (0.70 if category is GarmentCategory.UPPER_BODY else 0.45) * garment_height
-    )
-    centre = (body_left + body_right) / 2
-    half_width = (body_right - body_left) / 2
+    # Upper body and dress: the torso's half-width over the rows below the sleeves (the bodice for dresses).
+    low, high = (0.45, 0.92) if category is GarmentCategory.UPPER_BODY else (0.25, 0.45)
+    widths = [half_width_at(top + f * garment_height) for f in np.linspace(low, high, 24)]
+    widths = [w for w in widths if w > 0]
+    half_width = float(np.percentile(widths, TORSO_WIDTH_PERCENTILE)) if widths else 0.25 * mask.shape[1]
     columns_top = np.where(mask.any(axis=0), np.argmax(mask, axis=0), bottom)
 
     def top_at(x: float) -> float:
         column = int(np.clip(round(x), 0, mask.shape[1] - 1))
         return float(columns_top[column])
 
-    shoulder_dx = 0.85 * half_width
-    left_shoulder = (centre - shoulder_dx, top_at(centre - shoulder_dx))
-    right_shoulder = (centre + shoulder_dx, top_at(centre + shoulder_dx))
+    shoulder_dx = SHOULDER_FRACTION * half_width
+    shoulder_y = (top_at(axis - shoulder_dx) + top_at(axis + shoulder_dx)) / 2
     # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
-    centre_rows = np.flatnonzero(mask[:, round(centre)])
+    centre_rows = np.flatnonzero(mask[:, int(np.clip(round(axis), 0, mask.shape[1] - 1))])
     torso_bottom = int(centre_rows[-1]) if len(centre_rows) else bottom
     hem_y = torso_bottom - 0.02 * (torso_bottom - top + 1)
-    hem_left, hem_right = row_extent(hem_y)
+    hem_half = half_width_at(hem_y) or half_width
     landmarks = {
-        "left_shoulder": left_shoulder,
-        "right_shoulder": right_shoulder,
-        "neckline": (centre, top_at(centre)),
-        "left_hem": (hem_left, hem_y),
-        "right_hem": (hem_right, hem_y),
+        "left_shoulder": (axis - shoulder_dx, shoulder_y),
+        "right_shoulder": (axis + shoulder_dx, shoulder_y),
+        "neckline": (axis, top_at(axis)),
+        "left_hem": (axis - hem_half, hem_y),
+        "right_hem": (axis + hem_half, hem_y),
     }
     if category is GarmentCategory.UPPER_BODY:
-        upper = mask[top : top + garment_height // 2]
-        columns = np.flatnonzero(upper.any(axis=0))
-        left_x, right_x = int(columns[0]), int(columns[-1])
-        landmarks["left_sleeve"] = (float(left_x), float(top + np.flatnonzero(upper[:, left_x]).mean()))
-        landmarks["right_sleeve"] = (float(right_x), float(top + np.flatnonzero(upper[:, right_x]).mean()))
+        landmarks.update(_sleeve_tips(mask, axis, max(half_width, hem_half), landmarks, hem_y))
     return landmarks
+
+
+def _mirror_axis(mask: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp]) -> float:
+    """The x of the silhouette's vertical mirror axis: the median midpoint of its rows' extents."""
+    sample = rows[:: max(1, len(rows) // 64)]
+    first = np.argmax(mask[sample], axis=1)
+    last = mask.shape[1] - 1 - np.argmax(mask[sample, ::-1], axis=1)
+    return float(np.median((first + last) / 2))
+
+
+def _sleeve_tips(
+    mask: npt.NDArray[np.bool_], axis: float, half_width: float, landmarks: dict[str, Point], hem_y: float
+) -> dict[str, Point]:
+    """Each sleeve's tip (the middle of the sleeve's pixels farthest from its shoulder), when the sleeve
+    stands out of the torso's band; nothing for sleeveless tops."""
+    tips: dict[str, Point] = {}
+    ys, xs = np.nonzero(mask[: int(hem_y)])
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        outside = sign * (xs - axis) > 1.1 * half_width
+        if outside.sum() < SLEEVE_MIN_PIXELS_FRACTION * mask.sum():
+            continue
+        shoulder = np.array(landmarks[f"{side}_shoulder"])
+        points = np.stack([xs[outside], ys[outside]], axis=1).astype(np.float64)
+        distance = np.hypot(*(points - shoulder).T)
+        end = points[distance >= np.percentile(distance, 90)].mean(axis=0)  # the middle of its end
+        tips[f"{side}_sleeve"] = (float(end[0]), float(end[1]))
+    return tips
 
 
 # ----------------------------------------------------------------------------------------- alignment
@@ -362,7 +468,15 @@ def _apply(matrix: npt.NDArray[np.float64], point: Point) -> npt.NDArray[np.floa
 def body_targets(
     landmarks: dict[str, Point], keypoints: Keypoints, category: GarmentCategory
 ) -> list[tuple[Point, npt.NDArray[np.float64]]]:
-    """(garment point, person point) correspondences for the spline, anchors first."""
+    """(garment point, person point) correspondences for the spline, anchors first.
+
+    Tops: shoulders by a similarity (rotation from the body only: the product photo is upright), the hem
+    at the hip width and at the height the top's cut gives it (a regular top on the hip band, a crop top
+    higher, a long one lower), each sleeve's tip along its arm (shoulder, elbow, wrist) at the sleeve's
+    own length. Dresses: shoulders, the hem at the dress's own length (never below the ankles). Trousers
+    and skirts: the waistband above the hips, each leg's centre to its knee and ankle.
+    """
+    bends: list[tuple[str, npt.NDArray[np.float64]]] = []
     if category is GarmentCategory.LOWER_BODY:
         right_hip, left_hip = _require(keypoints, "right_hip", "left_hip")
         waist_left, waist_right = _spread(right_hip, left_hip, HIP_OUTSET)
@@ -375,13 +489,12 @@ def body_targets(
             raise_by = 0.25 * float(np.linalg.norm(left_hip - right_hip))
         waist_left, waist_right = waist_left - (0, raise_by), waist_right - (0, raise_by)
         anchors = (("left_waist", waist_left), ("right_waist", waist_right))
-        ends = [_point(keypoints, "right_ankle"), _point(keypoints, "left_ankle")]
-        if ends[0] is None or ends[1] is None:
-            ends = [_point(keypoints, "right_knee"), _point(keypoints, "left_knee")]
-        bends = []
-        if ends[0] is not None and ends[1] is not None:
-            hem_left, hem_right = _spread(ends[0], ends[1], 0.35)
-            bends = [("left_hem", hem_left), ("right_hem", hem_right)]
+        for name, joints in (("knee", ("right_knee", "left_knee")), ("hem", ("right_ankle", "left_ankle"))):
+            right_joint, left_joint = (_point(keypoints, joint) for joint in joints)
+            if right_joint is not None and left_joint is not None and f"left_{name}" in landmarks:
+                bends += [(f"left_{name}", right_joint), (f"right_{name}", left_joint)]
+        source = (landmarks[anchors[0][0]], landmarks[anchors[1][0]])
+        similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
     else:
         right_shoulder, left_shoulder = _require(keypoints, "right_shoulder", "left_shoulder")
         shoulder_left, shoulder_right = _spread(right_shoulder, left_shoulder, SHOULDER_OUTSET)
@@ -390,19 +503,45 @@ def body_targets(
             ("left_shoulder", shoulder_left - (0, lift)),
             ("right_shoulder", shoulder_right - (0, lift)),
         )
-        bends = []
+        source = (landmarks["left_shoulder"], landmarks["right_shoulder"])
+        similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
         hips = [_point(keypoints, "right_hip"), _point(keypoints, "left_hip")]
-        similarity = _similarity(
-            (landmarks[anchors[0][0]], landmarks[anchors[1][0]]), (anchors[0][1], anchors[1][1])
-        )
         if hips[0] is not None and hips[1] is not None:
             hip_left, hip_right = _spread(hips[0], hips[1], HIP_OUTSET)
-            # The hem keeps the garment's own length (from the similarity), but takes the body's width there.
+            if category is GarmentCategory.UPPER_BODY:
+                hem_y = _top_hem_height(
+                    landmarks, anchors, (right_shoulder + left_shoulder) / 2, hips, _scale(similarity)
+                )
+            else:
+                hem_y = float(
+                    np.mean([_apply(similarity, landmarks[n])[1] for n in ("left_hem", "right_hem")])
+                )
+                ankles = [_point(keypoints, "right_ankle"), _point(keypoints, "left_ankle")]
+                if ankles[0] is not None and ankles[1] is not None:
+                    hem_y = min(hem_y, float(max(ankles[0][1], ankles[1][1])))
             for name, hip in (("left_hem", hip_left), ("right_hem", hip_right)):
                 predicted = _apply(similarity, landmarks[name])
-                bends.append((name, np.array([hip[0], predicted[1]])))
-    source = (landmarks[anchors[0][0]], landmarks[anchors[1][0]])
-    similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
+                bends.append((name, np.array([hip[0] if category is GarmentCategory.UPPER_BODY
+                                              else predicted[0], hem_y])))  # fmt: skip
+        if category is GarmentCategory.UPPER_BODY:
+            # Sleeves keep the torso's vertical scale, so they end level with the same part of the body.
+            scale = _scale(similarity)
+            hem_targets = [target for name, target in bends if name.endswith("_hem")]
+            garment_length = (landmarks["left_hem"][1] + landmarks["right_hem"][1]) / 2 - source[0][1]
+            if hem_targets and garment_length > 0:
+                top_y = (anchors[0][1][1] + anchors[1][1][1]) / 2
+                scale = (hem_targets[0][1] - top_y) / garment_length
+            for side, joints, shoulder_target in (
+                ("left", ("right_elbow", "right_wrist"), anchors[0][1]),
+                ("right", ("left_elbow", "left_wrist"), anchors[1][1]),
+            ):
+                tip = landmarks.get(f"{side}_sleeve")
+                elbow, wrist = (_point(keypoints, joint) for joint in joints)
+                if tip is None or elbow is None:
+                    continue
+                length = scale * float(np.hypot(*np.subtract(tip, landmarks[f"{side}_shoulder"])))
+                chain = [shoulder_target, elbow] + ([wrist] if wrist is not None else [])
+                bends.append((f"{side}_sleeve", _along(chain, length)))
     pairs: list[tuple[Point, npt.NDArray[np.float64]]] = [
         (landmarks[name], target) for name, target in anchors
     ]
@@ -411,6 +550,46 @@ def body_targets(
     # Every other landmark follows the similarity: it keeps the spline from folding the garment elsewhere.
     pairs += [(point, _apply(similarity, point)) for name, point in landmarks.items() if name not in used]
     return pairs
+
+
+def _top_hem_height(
+    landmarks: dict[str, Point],
+    anchors: tuple[tuple[str, npt.NDArray[np.float64]], ...],
+    shoulder_mid: npt.NDArray[np.float64],
+    hips: list[npt.NDArray[np.float64] | None],
+    scale: float,
+) -> float:
+    """Where a top's hem lands: on the hip band for a regular length, proportionally higher or lower.
+
+    The vertical scale this gives stays within :data:`VERTICAL_SCALE_RANGE` of the width's ``scale``, so a
+    print is never squashed out of recognition.
+    """
+    garment_width = float(np.hypot(*np.subtract(landmarks["right_shoulder"], landmarks["left_shoulder"])))
+    garment_length = (landmarks["left_hem"][1] + landmarks["right_hem"][1]) / 2 - (
+        landmarks["left_shoulder"][1] + landmarks["right_shoulder"][1]
+    ) / 2
+    fit = float(np.clip(garment_length / max(garment_width, 1.0) / TOP_REGULAR_LENGTH, *TOP_LENGTH_RANGE))
+    hip_mid = (hips[0] + hips[1]) / 2  # type: ignore[operator]
+    band_y = float(hip_mid[1] + HIP_BAND * (hip_mid[1] - shoulder_mid[1]))
+    top_y = float((anchors[0][1][1] + anchors[1][1][1]) / 2)
+    length = fit * (band_y - top_y)
+    low, high = VERTICAL_SCALE_RANGE
+    length = float(np.clip(length, low * scale * garment_length, high * scale * garment_length))
+    return top_y + length
+
+
+def _scale(similarity: npt.NDArray[np.float64]) -> float:
+    return float(np.hypot(similarity[0, 0], similarity[1, 0]))
+
+
+def _along(chain: list[npt.NDArray[np.float64]], length: float) -> npt.NDArray[np.float64]:
+    """The point ``length`` along the polyline ``chain`` from its start (its end when it is shorter)."""
+    for start, end in itertools.pairwise(chain):
+        segment = float(np.hypot(*(end - start)))
+        if length <= segment and segment > 0:
+            return start + (end - start) * (length / segment)
+        length -= segment
+    return np.asarray(chain[-1], np.float64)
 
 
 def warp_to_person(

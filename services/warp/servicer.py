@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from tryon import protocol
+from tryon import imaging, protocol
 from tryon.runtime import ServiceBinding
 from tryon.runtime.servicer import StageServicer
 from tryon.stages import STAGE_TABLE
@@ -13,6 +13,8 @@ from tryon.v1 import warp_pb2, warp_pb2_grpc
 
 #: The warp writes a target_width x target_height RGBA image; bound it like the decoder bounds inputs.
 MAX_TARGET_SIDE = 4096
+#: Landmarks and framing of a WarpGarment reply besides its pixels.
+REPLY_OVERHEAD_BYTES = 64 * 1024
 
 
 class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServicer):
@@ -25,7 +27,24 @@ class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServi
                     f"{field}: must be in [16, {MAX_TARGET_SIDE}], got {getattr(request, field)}", field=field
                 )
         shape = (request.target_height, request.target_width)
-        garment = protocol.image_from_proto(request.garment, field="garment", mode="RGBA")
+        # The reply is a target-sized RGBA image: one that cannot be sent must not be computed (a retry of
+        # it could never succeed either). Raw pixels are the reply's worst case.
+        reply_bytes = request.target_width * request.target_height * 4 + REPLY_OVERHEAD_BYTES
+        if self.max_message_bytes is not None and reply_bytes > self.max_message_bytes:
+            raise StageInputError(
+                f"target_width: a {request.target_width}x{request.target_height} RGBA result "
+                f"({reply_bytes / 2**20:.0f} MiB) exceeds the {self.max_message_bytes / 2**20:.0f} MiB "
+                "message limit (TRYON_MAX_MESSAGE_MB)",
+                field="target_width",
+            )
+        # An RGB garment stays RGB: adding an opaque alpha only costs a copy (the backend ignores it).
+        opaque = protocol.is_raw_rgb(request.garment)
+        garment = protocol.image_from_proto(
+            request.garment,
+            field="garment",
+            mode="RGB" if opaque else "RGBA",
+            max_side=imaging.GARMENT_LONG_SIDE,
+        )
         wire = protocol.wire_of(request.garment)  # answer in the caller's image format
         result = self.backend.run(
             WarpInput(

@@ -15,8 +15,8 @@ from pydantic import AliasChoices, BaseModel
 from pydantic_settings import BaseSettings
 
 from gateway.config import GatewaySettings
+from orchestrator.settings import WorkerSettings
 from tests.deploy.conftest import IMAGES, K8S, REPO, render
-from tryon.client import ClientSettings
 from tryon.jobs.settings import JobSettings
 from tryon.observability.settings import ObservabilitySettings
 from tryon.settings import StageSettings
@@ -59,7 +59,7 @@ def template_variables() -> set[str]:
 _EVERY_PROCESS = env_names(ObservabilitySettings)
 PROCESS_SETTINGS: dict[str, set[str]] = {
     "stage": env_names(StageSettings) | _EVERY_PROCESS,
-    "worker": env_names(ClientSettings) | env_names(JobSettings) | _EVERY_PROCESS,
+    "worker": env_names(WorkerSettings) | _EVERY_PROCESS,
     "gateway": env_names(GatewaySettings) | _EVERY_PROCESS,
     "nginx": template_variables(),
 }
@@ -77,6 +77,7 @@ def test_env_names_follow_the_settings_classes() -> None:
     stage = PROCESS_SETTINGS["stage"]
     assert {"TRYON_PORT", "TRYON_BACKEND", "TRYON_MODELS__DTYPE", "TRYON_MAX_CONNECTION_AGE_S"} <= stage
     assert {STAGE_TABLE[name].address_setting for name in STAGES} <= PROCESS_SETTINGS["worker"]
+    assert {"TRYON_STAGE_MODE", "TRYON_REDIS_URL", "TRYON_BACKEND"} <= PROCESS_SETTINGS["worker"]
     assert {"TRYON_REDIS_URL", "TRYON_PORT", "TRYON_API_KEYS", "TRYON_S3_BUCKET"} <= PROCESS_SETTINGS[
         "gateway"
     ]
@@ -242,3 +243,28 @@ def test_queue_and_redis_agree_everywhere(compose: dict, rendered: dict[str, lis
         environment = compose["services"][name]["environment"]
         assert environment["TRYON_REDIS_URL"] == "redis://redis:6379/0"
         assert environment["TRYON_QUEUE_NAME"] == jobs.queue_name
+
+
+def test_worker_metrics_port_and_grace_agree_everywhere(
+    compose: dict, rendered: dict[str, list[dict]]
+) -> None:
+    from tests.deploy.dockerfiles import only
+
+    worker = WorkerSettings()
+    port = worker.worker_metrics_port
+    assert only((REPO / "orchestrator" / "Dockerfile").read_text(), "EXPOSE") == [str(port)]
+    service = compose["services"]["worker"]
+    assert service["environment"]["TRYON_WORKER_METRICS_PORT"] == str(port)
+    assert service["environment"]["TRYON_STAGE_MODE"] == "remote"
+    assert f":{port}/metrics" in service["healthcheck"]["test"][-1]
+    # A job in flight finishes before the worker is killed (warm shutdown): longer than a job may run.
+    assert int(service["stop_grace_period"].rstrip("s")) > worker.job_time_limit_s
+    for overlay, documents in rendered.items():
+        deployment = _workloads(documents)["worker"]
+        spec = deployment["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        assert container["ports"] == [{"name": "metrics", "containerPort": port}], overlay
+        assert _env(container)["TRYON_WORKER_METRICS_PORT"] == str(port)
+        assert _env(container)["TRYON_STAGE_MODE"] == "remote"
+        assert spec["terminationGracePeriodSeconds"] > worker.job_time_limit_s
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)

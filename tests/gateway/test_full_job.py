@@ -87,6 +87,12 @@ def test_a_job_end_to_end_with_events_result_and_signed_webhook(
             assert verify_signature(body, headers[SIGNATURE_HEADER.lower()], stack.WEBHOOK_SECRET)
             hook = json.loads(body)
             assert hook["id"] == job["id"] and hook["status"] == "succeeded"
+            # The webhook carries the same document as GET (its result URL signed afresh).
+            assert set(hook) == set(status)
+            assert {k: v for k, v in hook.items() if not k.startswith("result_")} == {
+                k: v for k, v in status.items() if not k.startswith("result_")
+            }
+            assert client.get(hook["result_url"]).content == result.content
             assert not verify_signature(body + b" ", headers[SIGNATURE_HEADER.lower()], stack.WEBHOOK_SECRET)
 
             assert client.delete(job["status_url"]).status_code == 204

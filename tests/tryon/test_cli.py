@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from tests.imagegen import draw_garment
+from tests.imagegen import draw_garment, png_header_only
 from tryon import imaging
 from tryon.cli import main
 from tryon.types import GarmentCategory
@@ -45,6 +45,8 @@ def test_run_writes_the_result_and_intermediates_without_importing_torch(
     assert "TORCH_ABSENT" in completed.stdout
     for stage in ("segmentation", "pose", "warp", "inpaint", "blend"):
         assert stage in completed.stderr  # the progress display names every stage
+    # and nothing else: MediaPipe's native (absl, TF Lite) log lines are kept off stderr
+    assert all(line.startswith(("[", "wrote ")) for line in completed.stderr.splitlines()), completed.stderr
     result = imaging.decode_image(output.read_bytes())
     assert result.shape == (1024, 1024, 3)
     assert {p.name for p in intermediates.iterdir()} >= {"clothing_mask.png", "pose.png", "keypoints.json"}
@@ -62,8 +64,9 @@ def test_run_writes_the_result_and_intermediates_without_importing_torch(
             "too small",
         ),
         (lambda d, g: (_write(d / "cat.png", imaging.encode_png(skimage.data.chelsea())), g), "no person"),
+        (lambda d, g: (_write(d / "bomb.png", png_header_only(20000, 20000)), g), "exceeds"),
     ],
-    ids=["missing-file", "unreadable", "too-small", "no-person"],
+    ids=["missing-file", "unreadable", "too-small", "no-person", "decompression-bomb"],
 )
 def test_bad_input_gives_one_line_error_and_exit_code_2(
     photos: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], make_inputs, message: str
@@ -89,6 +92,37 @@ def test_inseparable_garment_is_exit_code_2(
     )
     assert code == 2
     assert "garment" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("make_output", "message"),
+    [
+        (lambda d: d, "is a directory"),
+        (lambda d: _write(d / "file.txt", b"x") / "out.png", "cannot write"),
+        (lambda d: Path("/proc/out.png"), "cannot write"),
+    ],
+    ids=["directory", "under-a-file", "unwritable-folder"],
+)
+def test_unwritable_output_fails_before_the_pipeline_runs(
+    photos: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_output,
+    message: str,
+) -> None:
+    from tryon.pipeline import TryOnPipeline
+
+    def never(*args: object) -> None:
+        raise AssertionError("the pipeline was built before the output was checked")
+
+    monkeypatch.setattr(TryOnPipeline, "from_settings", never)
+    output = make_output(tmp_path)
+    code = main(["run", str(photos[0]), str(photos[1]), "-o", str(output), "--backend", "lite", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("tryon: error: output:") and message in err
+    assert len(err.splitlines()) == 1
 
 
 def test_help_documents_the_run_command(capsys: pytest.CaptureFixture[str]) -> None:

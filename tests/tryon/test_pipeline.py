@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 from skimage.color import deltaE_ciede2000, rgb2lab
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from tests.imagegen import draw_garment
 from tryon import imaging, progress
@@ -62,8 +62,8 @@ def test_background_outside_the_garment_and_face_is_unchanged(result: TryOnResul
     changed_region = _dilate(result.segmentation.clothing_mask, 15) | (result.segmentation.face_mask > 0)
     outside = ~changed_region
     assert outside.mean() > 0.3, "the test needs a meaningful background"
-    psnr = peak_signal_noise_ratio(result.person[outside], result.image[outside], data_range=255)
-    assert psnr >= 40.0
+    # bit-exact: blending copies the original pixels outside the garment and face regions
+    assert np.array_equal(result.image[outside], result.person[outside])
 
 
 def test_face_is_preserved(result: TryOnResult) -> None:

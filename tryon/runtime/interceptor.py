@@ -4,8 +4,10 @@ Servicers stay thin (decode, call the backend, encode) because everything that i
 stage happens here, around the servicer's handler:
 
 * health checks and reflection bypass all of it, so probes answer even when the stage is saturated;
-* UNAVAILABLE until the backend is warmed up (clients retry it through their service config);
-* RESOURCE_EXHAUSTED when ``max_concurrency`` calls run and ``max_queue`` more wait;
+* UNAVAILABLE until the backend is warmed up (clients retry it through their service config), and for
+  good, GetInfo included, once its setup has failed (the message says why; the process is exiting);
+* RESOURCE_EXHAUSTED when ``max_concurrency`` calls run and ``max_queue`` more wait, with a
+  ``retry-after-ms`` hint in the trailing metadata (the typed clients retry within their deadline);
 * calls whose deadline passes while queued are abandoned before any work is done, and work in progress
   can stop part-way: backends call :func:`tryon.cancellation.raise_if_cancelled` between steps
   (DEADLINE_EXCEEDED);
@@ -30,6 +32,7 @@ import grpc
 
 from tryon.cancellation import CallCancelled, cancellable
 from tryon.observability.grpc import server_call
+from tryon.protocol import RETRY_AFTER_KEY
 from tryon.runtime.metrics import StageMetrics
 from tryon.types import ModelUnavailableError, StageInputError, StageOverloadedError
 
@@ -39,15 +42,18 @@ log = logging.getLogger("tryon.grpc")
 INFRA_SERVICE_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 #: Metadata-only RPCs that are served while the backend is still loading.
 ALWAYS_AVAILABLE_METHODS = ("/GetInfo",)
+#: Bounds of the retry-after hint.
+RETRY_AFTER_MIN_S, RETRY_AFTER_MAX_S = 0.02, 5.0
 
 
 class _Abort(Exception):
     """A status to end the call with; turned into ``context.abort`` once, after metrics are recorded."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, retry_after_s: float | None = None) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
+        self.retry_after_s = retry_after_s
 
 
 class AdmissionControl:
@@ -59,6 +65,7 @@ class AdmissionControl:
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._lock = threading.Lock()
         self._admitted = 0
+        self._mean_call_s = 0.1  # running mean of the work calls' durations (a first guess until measured)
 
     @property
     def admitted(self) -> int:
@@ -75,6 +82,17 @@ class AdmissionControl:
         with self._lock:
             self._admitted -= 1
 
+    def record_duration(self, seconds: float) -> None:
+        with self._lock:
+            self._mean_call_s += 0.2 * (seconds - self._mean_call_s)
+
+    def retry_after_s(self) -> float:
+        """When a refused caller may find room: about the time for the calls ahead of it to drain."""
+        with self._lock:
+            waves = max(1, self._admitted) / self.max_concurrency
+            estimate = self._mean_call_s * waves
+        return min(RETRY_AFTER_MAX_S, max(RETRY_AFTER_MIN_S, estimate))
+
     def acquire_slot(self, timeout: float | None) -> bool:
         return self._slots.acquire(timeout=timeout)
 
@@ -84,12 +102,19 @@ class AdmissionControl:
 
 class StageInterceptor(grpc.ServerInterceptor):
     def __init__(
-        self, stage: str, metrics: StageMetrics, admission: AdmissionControl, ready: threading.Event
+        self,
+        stage: str,
+        metrics: StageMetrics,
+        admission: AdmissionControl,
+        ready: threading.Event,
+        setup_failure: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.stage = stage
         self.metrics = metrics
         self.admission = admission
         self.ready = ready
+        #: Why the backend's setup failed, or None (while it loads, or once it is ready).
+        self.setup_failure = setup_failure
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -109,7 +134,7 @@ class StageInterceptor(grpc.ServerInterceptor):
                 with server_call(method, context), self._observed(method, context):
                     if not needs_backend:
                         return unary(request, context)
-                    with self._admitted(context), self._mapped(context):
+                    with self._admitted(method, context), self._mapped(context):
                         return unary(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -127,7 +152,7 @@ class StageInterceptor(grpc.ServerInterceptor):
                     if not needs_backend:
                         yield from stream(request, context)
                         return
-                    with self._admitted(context), self._mapped(context):
+                    with self._admitted(method, context), self._mapped(context):
                         yield from stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
@@ -139,17 +164,21 @@ class StageInterceptor(grpc.ServerInterceptor):
 
     @contextmanager
     def _observed(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
-        """In-flight gauge, latency, request count by code and one log line; ends an _Abort as its status."""
+        """Latency, request count by code and one log line; ends an _Abort as its status. Once the backend's
+        setup has failed, every call ends here with the reason."""
         started = time.perf_counter()
         short_method = method.rsplit("/", 1)[-1]
         code = grpc.StatusCode.OK
         labels = {"stage": self.stage, "method": short_method}
-        in_flight = self.metrics.in_flight.labels(**labels)
-        in_flight.inc()
         try:
+            failure = self.setup_failure()
+            if failure is not None:
+                self._abort(grpc.StatusCode.UNAVAILABLE, failure)
             yield
         except _Abort as abort:
             code = abort.code
+            if abort.retry_after_s is not None:
+                context.set_trailing_metadata(((RETRY_AFTER_KEY, str(round(abort.retry_after_s * 1000))),))
             context.abort(abort.code, abort.details)  # raises; grpc sends the status
         except GeneratorExit:
             # A stream abandoned by gRPC: the caller cancelled it or went away.
@@ -160,7 +189,6 @@ class StageInterceptor(grpc.ServerInterceptor):
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
         finally:
-            in_flight.dec()
             elapsed = time.perf_counter() - started
             self.metrics.latency.labels(**labels).observe(elapsed)
             self.metrics.requests.labels(**labels, code=code.name).inc()
@@ -169,16 +197,21 @@ class StageInterceptor(grpc.ServerInterceptor):
             )
 
     @contextmanager
-    def _admitted(self, context: grpc.ServicerContext) -> Iterator[None]:
-        """Readiness, then a place in the queue, then a concurrency slot for the duration of the block."""
+    def _admitted(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """Readiness, then a place in the queue, then a concurrency slot for the duration of the block.
+
+        The in-flight gauge counts the admitted calls (running or queued), nothing else."""
         if not self.ready.is_set():
             self._abort(grpc.StatusCode.UNAVAILABLE, f"{self.stage} backend is loading; retry shortly")
         if not self.admission.try_admit():
-            self._abort(
+            raise _Abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{self.stage} is at capacity ({self.admission.max_concurrency} running, "
                 f"{self.admission.max_queue} queued); retry later",
+                retry_after_s=self.admission.retry_after_s(),
             )
+        in_flight = self.metrics.in_flight.labels(stage=self.stage, method=method.rsplit("/", 1)[-1])
+        in_flight.inc()
         try:
             self.metrics.queued.labels(stage=self.stage).inc()
             try:
@@ -192,10 +225,15 @@ class StageInterceptor(grpc.ServerInterceptor):
                 if (remaining is not None and remaining <= 0) or not context.is_active():
                     # The caller has given up: doing the work would only delay the calls behind it.
                     self._abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired before work began")
-                yield
+                work_started = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    self.admission.record_duration(time.perf_counter() - work_started)
             finally:
                 self.admission.release_slot()
         finally:
+            in_flight.dec()
             self.admission.release_admission()
 
     @contextmanager
@@ -214,7 +252,9 @@ class StageInterceptor(grpc.ServerInterceptor):
         except StageInputError as error:
             self._abort(grpc.StatusCode.INVALID_ARGUMENT, describe_input_error(error))
         except StageOverloadedError as error:
-            self._abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+            raise _Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), retry_after_s=self.admission.retry_after_s()
+            ) from error
         except ModelUnavailableError as error:
             self._abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except _Abort:

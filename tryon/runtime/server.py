@@ -9,19 +9,25 @@
 * :class:`~tryon.runtime.interceptor.StageInterceptor` (admission control, errors, logging, metrics);
 * a Prometheus ``/metrics`` listener;
 * graceful shutdown: on SIGTERM/SIGINT stop accepting calls, let in-flight ones finish within the grace
-  period, then exit.
+  period, then exit, at the grace deadline at the latest (work still running is abandoned with the process);
+* a failed setup: logged with its traceback, health stays NOT_SERVING, every call (GetInfo included) is
+  answered UNAVAILABLE with the reason, and :func:`serve` ends the process with a non-zero status so the
+  orchestrator (Kubernetes, Compose) restarts it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,8 +36,10 @@ from grpc_reflection.v1alpha import reflection
 from tryon import observability
 from tryon.runtime.interceptor import AdmissionControl, StageInterceptor
 from tryon.runtime.metrics import StageMetrics
+from tryon.runtime.servicer import StageServicer
 from tryon.settings import StageSettings
-from tryon.types import StageBackend
+from tryon.stages import EXIT_NO_MODEL, EXIT_OK, EXIT_SETUP_FAILED
+from tryon.types import ModelUnavailableError, StageBackend
 
 log = logging.getLogger("tryon.runtime")
 
@@ -72,7 +80,9 @@ class StageServer:
         self.ready = threading.Event()
         self.setup_error: BaseException | None = None
         self.admission = AdmissionControl(max_concurrency, settings.max_queue)
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # shutdown has begun
+        self.terminated = threading.Event()  # shutdown has finished
+        self._stop_began = 0.0
         self._metrics_http: Any = None
 
         max_bytes = settings.max_message_mb * 1024 * 1024
@@ -95,12 +105,16 @@ class StageServer:
                 max_workers=max_concurrency + settings.max_queue + _INFRA_THREADS,
                 thread_name_prefix=f"{stage}-rpc",
             ),
-            interceptors=[StageInterceptor(stage, self.metrics, self.admission, self.ready)],
+            interceptors=[
+                StageInterceptor(stage, self.metrics, self.admission, self.ready, self.setup_failure)
+            ],
             options=options,
         )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for binding in bindings:
+            if isinstance(binding.servicer, StageServicer):
+                binding.servicer.max_message_bytes = max_bytes
             binding.add_to_server(binding.servicer, self.server)
         reflection.enable_server_reflection(
             [*(b.full_name for b in bindings), health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -110,6 +124,16 @@ class StageServer:
         if self.port == 0:
             raise OSError(f"could not bind {settings.host}:{port}")
         self.metrics_port = metrics_port
+
+    def setup_failure(self) -> str | None:
+        """Why the backend could not be set up, as callers are told; None unless setup failed."""
+        if self.setup_error is None:
+            return None
+        error = self.setup_error
+        return (
+            f"{self.stage} backend failed to set up ({type(error).__name__}: {error}); "
+            "the service is exiting to be restarted"
+        )
 
     def _set_health(self, status: int) -> None:
         for name in ("", *(b.full_name for b in self.bindings)):
@@ -133,9 +157,10 @@ class StageServer:
     def _setup_backend(self) -> None:
         try:
             self.backend.setup()
-        except BaseException as error:  # the process stays up, NOT_SERVING, and says why
+        except BaseException as error:  # reported to callers and logs; serve() ends the process
             self.setup_error = error
-            log.exception("%s backend failed to set up; staying NOT_SERVING", self.stage)
+            self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            log.exception("%s backend failed to set up", self.stage)
             return
         if self._stopped.is_set():
             return
@@ -148,6 +173,7 @@ class StageServer:
         """Refuse new calls, let in-flight ones finish (up to ``grace`` seconds), then stop."""
         if self._stopped.is_set():
             return
+        self._stop_began = time.monotonic()
         self._stopped.set()
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("%s shutting down (grace %.0f s)", self.stage, grace)
@@ -157,9 +183,17 @@ class StageServer:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
         log.info("%s stopped", self.stage)
+        self.terminated.set()
 
     def wait(self) -> None:
         self.server.wait_for_termination()
+
+    def shutdown_overdue(self, margin_s: float = 0.5) -> bool:
+        """Whether shutdown began more than the grace period (plus ``margin_s``) ago."""
+        return (
+            self._stopped.is_set()
+            and time.monotonic() - self._stop_began > self.settings.shutdown_grace_s + margin_s
+        )
 
 
 def install_signal_handlers(server: StageServer) -> None:
@@ -177,8 +211,28 @@ def configure_logging(settings: StageSettings) -> None:
     observability.configure_logging(settings.log_level, json_format=settings.log_json)
 
 
-def serve(server: StageServer) -> None:
-    """Run a stage server until SIGTERM/SIGINT, then drain and return."""
+def serve(server: StageServer) -> int:
+    """Run a stage server until SIGTERM/SIGINT (drained within the grace period) or until its backend's
+    setup fails; returns the exit status the process should end with (:func:`exit_process`)."""
     install_signal_handlers(server)
     server.start()
-    server.wait()
+    while not server.terminated.wait(0.1):
+        if server.setup_error is not None:
+            server.stop(grace=0)
+        elif server.shutdown_overdue():
+            # Calls still running past the grace period (a backend without cancellation points): the
+            # process ends anyway, as promised to the orchestrator; their callers see the connection drop.
+            log.warning("%s: grace period over with calls still running; exiting", server.stage)
+            break
+    if server.setup_error is None:
+        return EXIT_OK
+    return EXIT_NO_MODEL if isinstance(server.setup_error, ModelUnavailableError) else EXIT_SETUP_FAILED
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process now with ``status``: logs flushed, without waiting for abandoned worker threads
+    (the interpreter's normal exit would join them, however long their work takes)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

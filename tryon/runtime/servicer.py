@@ -1,4 +1,4 @@
-"""What every stage servicer shares: it holds its backend and answers GetInfo from it."""
+"""What every stage servicer shares: it holds its backend, knows the message limit and answers GetInfo."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ class StageServicer(Generic[In, Out]):
 
     def __init__(self, backend: StageBackend[In, Out]) -> None:
         self.backend = backend
+        #: The server's message size limit, set by :class:`~tryon.runtime.StageServer`; servicers whose
+        #: reply size follows the request (warp) refuse up front what could not be sent back.
+        self.max_message_bytes: int | None = None
 
     def GetInfo(
         self, request: common_pb2.GetInfoRequest, context: grpc.ServicerContext

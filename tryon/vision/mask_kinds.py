@@ -2,10 +2,11 @@
 
 Every consumer reads ``clothing_mask > 127`` as the region to edit; the lite stages also read the value:
 
-- :data:`REPLACE_NEAREST` / :data:`REPLACE_SKIN` / :data:`REPLACE_BELOW` (>= :data:`REPLACE_MIN`): the worn
-  garment, to be replaced. Where the new garment does not cover it, it is filled from one kind of surface
-  only: the nearest surface around the mask (background beside the body), the person's skin (an arm under
-  an old sleeve, a midriff), or the garment below, extended upwards (trousers under an old long top).
+- :data:`REPLACE_NEAREST` / :data:`REPLACE_SKIN` / :data:`REPLACE_LIMB` / :data:`REPLACE_BELOW`
+  (>= :data:`REPLACE_MIN`): the worn garment, to be replaced. Where the new garment does not cover it, it
+  is filled from one kind of surface only: the nearest surface around the mask (background beside the
+  body), the person's skin (a midriff, legs; :data:`REPLACE_LIMB` is an old sleeve on an arm, which only a
+  sleeved new garment covers), or the garment below, extended upwards (trousers under an old long top).
 - :data:`MAY_COVER`: the body around it, where the new garment may reach (longer than the old one, new
   sleeves along the arms). Where the new garment does not cover it the photo stays as it is.
 """
@@ -17,6 +18,7 @@ import numpy.typing as npt
 
 REPLACE_NEAREST = 255
 REPLACE_SKIN = 248
+REPLACE_LIMB = 244
 REPLACE_BELOW = 240
 REPLACE_MIN = 240
 MAY_COVER = 160
@@ -26,6 +28,11 @@ EDIT_MIN = 128
 def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """The pixels whose worn garment is replaced (covered or filled), from a clothing mask."""
     return mask >= REPLACE_MIN
+
+
+def body_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """The replaced pixels any new garment of the category covers: all but the old sleeves on the arms."""
+    return (mask >= REPLACE_MIN) & (mask != REPLACE_LIMB)
 
 
 def edit_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:

@@ -22,6 +22,7 @@ from services.segmentation.lite import LiteSegmentation
 from tests.imagegen import person_photo
 from tryon.types import (
     KP,
+    NO_PERSON_FOUND,
     ClothesLabel,
     GarmentCategory,
     Keypoints,
@@ -33,6 +34,7 @@ from tryon.types import (
 from tryon.vision.mask_kinds import (
     MAY_COVER,
     REPLACE_BELOW,
+    REPLACE_LIMB,
     REPLACE_NEAREST,
     REPLACE_SKIN,
     replace_region,
@@ -181,7 +183,7 @@ def test_outputs_are_binary_masks_and_a_label_map_at_the_photo_size(outputs: dic
             assert mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8
         for mask in (output.face_mask, output.person_mask):
             assert set(np.unique(mask).tolist()) <= {0, 255}
-        kinds = {0, MAY_COVER, REPLACE_NEAREST, REPLACE_SKIN, REPLACE_BELOW}
+        kinds = {0, MAY_COVER, REPLACE_NEAREST, REPLACE_SKIN, REPLACE_LIMB, REPLACE_BELOW}
         assert set(np.unique(output.clothing_mask).tolist()) <= kinds
         assert output.label_map.shape == (SIZE, SIZE) and output.label_map.dtype == np.uint8
         assert int(output.label_map.max()) < len(ClothesLabel)
@@ -212,7 +214,7 @@ def test_upper_body_mask_is_the_suit_below_the_head(outputs: dict, keypoints: Ke
     # The suit's sleeves are replaced too, as skin where the new garment leaves the arm uncovered.
     values = outputs[GarmentCategory.UPPER_BODY].clothing_mask
     x, y = (round(float(v)) for v in keypoints[KP["right_elbow"], :2])
-    assert values[y, x] == REPLACE_SKIN
+    assert values[y, x] == REPLACE_LIMB
     chin_y = keypoints[KP["nose"], 1] + 0.6 * (keypoints[KP["neck"], 1] - keypoints[KP["nose"], 1])
     assert not clothing[: round(float(chin_y))].any()  # nothing at head height
     assert not _at(clothing, keypoints, "nose")
@@ -326,8 +328,9 @@ def test_concurrent_calls_give_the_sequential_results(segmentation: LiteSegmenta
     ids=["cat", "blank"],
 )
 def test_no_person_is_a_stage_input_error(segmentation: LiteSegmentation, photo: np.ndarray) -> None:
-    with pytest.raises(StageInputError, match="no person") as error:
+    with pytest.raises(StageInputError) as error:
         segmentation.run(SegmentationInput(person=photo))
+    assert str(error.value) == NO_PERSON_FOUND  # one wording in every backend
     assert error.value.field == "person"
 
 
@@ -362,3 +365,16 @@ def test_lite_segmentation_does_not_import_torch() -> None:
         [sys.executable, "-c", code], timeout=120, cwd=repo_root, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_photo_of_two_people_is_noted_and_one_is_used(
+    segmentation: LiteSegmentation, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = person_photo(512)
+    two = np.hstack([one, one[:, ::-1]])  # two astronauts side by side
+    with caplog.at_level("WARNING", logger="services.segmentation.lite"):
+        output = segmentation.run(SegmentationInput(person=two))
+    assert "more than one person" in caplog.text
+    person = output.person_mask > 0
+    # One of them: the person mask lies on one half only.
+    assert min(person[:, :512].sum(), person[:, 512:].sum()) < 0.05 * person.sum()

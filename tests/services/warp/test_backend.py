@@ -63,12 +63,17 @@ def test_upper_body_landmarks_sit_on_the_drawn_tshirt() -> None:
     width, height = 768, 1024
     assert landmarks["left_shoulder"][0] < landmarks["neckline"][0] < landmarks["right_shoulder"][0]
     assert abs(landmarks["neckline"][0] - 0.5 * width) < 5
-    assert landmarks["neckline"][1] > landmarks["left_shoulder"][1]  # the neckline dips below the shoulders
+    assert landmarks["left_shoulder"][1] == landmarks["right_shoulder"][1]  # a mirrored pair
+    # Within the torso's sides (0.28 and 0.72 of the width), at SHOULDER_FRACTION of its half-width.
+    assert landmarks["left_shoulder"][0] == pytest.approx(width / 2 - 0.85 * 0.22 * width, abs=8)
     assert landmarks["left_hem"][1] == pytest.approx(0.90 * height, abs=0.03 * height)
     assert landmarks["left_hem"][0] == pytest.approx(0.28 * width, abs=5)
     assert landmarks["right_hem"][0] == pytest.approx(0.72 * width, abs=5)
-    assert landmarks["left_sleeve"][0] == pytest.approx(0.12 * width, abs=5)
-    assert landmarks["right_sleeve"][0] == pytest.approx(0.88 * width, abs=5)
+    # Each sleeve's tip: the middle of its end edge, (0.12, 0.22)-(0.20, 0.36) on the left (mirrored).
+    for side, x_range in (("left", (0.11, 0.21)), ("right", (0.79, 0.89))):
+        x, y = landmarks[f"{side}_sleeve"]
+        assert x_range[0] * width <= x <= x_range[1] * width, side
+        assert 0.2 * height <= y <= 0.37 * height, side
 
 
 def test_thin_plate_spline_maps_control_points_exactly() -> None:

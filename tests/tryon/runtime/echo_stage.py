@@ -13,7 +13,7 @@ import grpc
 
 from tryon import protocol
 from tryon.cancellation import CallCancelled, raise_if_cancelled
-from tryon.runtime import ServiceBinding, StageServer, configure_logging, serve
+from tryon.runtime import ServiceBinding, StageServer, configure_logging, exit_process, serve
 from tryon.settings import StageSettings
 from tryon.types import BackendInfo, StageInputError
 from tryon.v1 import blend_pb2, blend_pb2_grpc
@@ -65,20 +65,34 @@ class EchoServicer(blend_pb2_grpc.BlendServicer):
         return protocol.info_to_proto(self.backend.info(), "test")
 
 
-def build_server(backend: EchoBackend, settings: StageSettings, max_concurrency: int = 2) -> StageServer:
-    binding = ServiceBinding(
-        full_name="tryon.v1.Blend", servicer=EchoServicer(backend),
+def echo_binding(backend: EchoBackend | None = None) -> ServiceBinding:
+    return ServiceBinding(
+        full_name="tryon.v1.Blend", servicer=EchoServicer(backend or EchoBackend()),
         add_to_server=blend_pb2_grpc.add_BlendServicer_to_server,
     )  # fmt: skip
+
+
+def build_server(backend: EchoBackend, settings: StageSettings, max_concurrency: int = 2) -> StageServer:
     return StageServer(
-        "echo", backend, [binding], settings, port=0, max_concurrency=max_concurrency, metrics_port=0
-    )
+        "echo", backend, [echo_binding(backend)], settings, port=0, max_concurrency=max_concurrency,
+        metrics_port=0,
+    )  # fmt: skip
+
+
+class FailingSetupBackend(EchoBackend):
+    """A backend whose setup raises, as a missing CUDA device or a corrupt checkpoint would."""
+
+    def setup(self) -> None:
+        raise RuntimeError("weights are corrupt")
 
 
 if __name__ == "__main__":
+    # python -m tests.tryon.runtime.echo_stage DELAY_S GRACE_S [--fail-setup]
     settings = StageSettings(host="127.0.0.1", shutdown_grace_s=float(sys.argv[2]))
     configure_logging(settings)
-    server = build_server(EchoBackend(delay_s=float(sys.argv[1])), settings)
+    backend_class = FailingSetupBackend if "--fail-setup" in sys.argv else EchoBackend
+    server = build_server(backend_class(delay_s=float(sys.argv[1])), settings)
     print(f"PORT {server.port}", flush=True)
-    serve(server)
+    status = serve(server)
     print("STOPPED", flush=True)
+    exit_process(status)

@@ -19,10 +19,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from tests.tryon.runtime.echo_stage import EchoBackend, build_server
+from tests.tryon.runtime.echo_stage import EchoBackend, FailingSetupBackend, build_server
 from tryon import imaging
 from tryon.runtime import StageServer
 from tryon.settings import StageSettings
+from tryon.stages import EXIT_SETUP_FAILED
 from tryon.v1 import blend_pb2, blend_pb2_grpc, common_pb2
 
 REPO = Path(__file__).resolve().parents[3]
@@ -134,10 +135,24 @@ def test_full_queue_is_resource_exhausted_and_health_still_answers(
             stub.Blend(_request(), timeout=30)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "capacity" in refused.value.details()
+        # a hint for the caller's backoff, in milliseconds
+        hint = dict(refused.value.trailing_metadata() or ())["retry-after-ms"]
+        assert 20 <= int(hint) <= 5000
         assert _health(channel) == health_pb2.HealthCheckResponse.SERVING  # probes bypass admission
+        stub.GetInfo(common_pb2.GetInfoRequest(), timeout=5)
+        # in flight: the running and the queued call; neither the refused call nor GetInfo
+        assert _in_flight(server) == 2
         backend.release.set()
         assert running.result().image.data == _request().person.data
         assert queued.result().image.data == _request().person.data
+
+
+def _in_flight(server: StageServer) -> float:
+    body = (
+        urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    )
+    lines = [line for line in body.splitlines() if line.startswith("tryon_grpc_in_flight{")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
 def test_deadline_expiring_in_the_queue_abandons_the_call(server: StageServer, backend: EchoBackend) -> None:
@@ -226,6 +241,65 @@ def test_sigterm_drains_an_in_flight_call() -> None:
         assert result["reply"].image.data == _request().person.data
         assert process.wait(timeout=20) == 0
         assert process.stdout.read().strip().endswith("STOPPED")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _start_echo_process(*args: str) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.tryon.runtime.echo_stage", *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    return process, int(process.stdout.readline().split()[1])
+
+
+def test_shutdown_ends_at_the_grace_deadline_with_work_still_running() -> None:
+    # The call sleeps 30 s without cancellation points (like a lite backend); the grace period is 2 s.
+    process, port = _start_echo_process("30", "2")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            _wait_for(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            call = blend_pb2_grpc.BlendStub(channel).Blend.future(_request(), timeout=60)
+            time.sleep(0.3)
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(timeout=20)
+            took = time.monotonic() - signalled
+            with pytest.raises(grpc.RpcError):  # the abandoned call fails, it does not hang
+                call.result(timeout=10)
+        assert status == 0
+        assert took < 2 + 1.5, f"exited {took:.1f} s after SIGTERM with a 2 s grace period"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_failed_setup_is_reported_and_ends_the_process() -> None:
+    backend = FailingSetupBackend()
+    server = build_server(backend, _settings())
+    server.start()
+    try:
+        with _channel(server) as channel:
+            _wait_for(lambda: server.setup_error is not None)
+            assert _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+            stub = blend_pb2_grpc.BlendStub(channel)
+            for call, request in ((stub.Blend, _request()), (stub.GetInfo, common_pb2.GetInfoRequest())):
+                with pytest.raises(grpc.RpcError) as error:
+                    call(request, timeout=5)
+                assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "failed to set up (RuntimeError: weights are corrupt)" in error.value.details()
+    finally:
+        server.stop(grace=0)
+
+    # As a process (what Kubernetes runs): logged, and a non-zero exit so it is restarted.
+    process, _port = _start_echo_process("0", "5", "--fail-setup")
+    try:
+        assert process.wait(timeout=20) == EXIT_SETUP_FAILED
+        assert process.stderr is not None
+        assert "weights are corrupt" in process.stderr.read()
     finally:
         process.kill()
         process.wait()

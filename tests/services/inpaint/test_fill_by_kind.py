@@ -1,0 +1,71 @@
+"""The lite inpainter's fill by kind of surface: each uncovered pixel from its own kind, never a mix.
+
+A drawn scene with known surfaces: a backdrop, a bare forearm (skin) below an old long sleeve, trousers
+below an old long top. The new garment (a short, narrow top) leaves parts of the old one uncovered; the
+clothing mask's values (tryon.vision.mask_kinds) say which kind lies under each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.inpaint.lite import LiteInpaint
+from tryon.types import InpaintInput
+from tryon.vision import mask_kinds
+from tryon.vision.fidelity import smear_share
+
+BACKDROP = (226, 228, 232)
+SKIN = (205, 150, 120)
+TROUSERS = (40, 60, 120)
+OLD = (200, 30, 30)
+NEW = (30, 160, 60)
+H, W = 400, 300
+
+
+@pytest.fixture(scope="module")
+def scene() -> dict[str, np.ndarray]:
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BACKDROP
+    person[260:, 90:210] = TROUSERS
+    person[60:330, 40:70] = SKIN  # the forearm, below the old sleeve
+    person[80:270, 90:210] = OLD  # the old long top
+    person[60:200, 40:70] = OLD  # its long sleeve on the arm
+    mask = np.zeros((H, W), np.uint8)
+    mask[40:360, 20:280] = mask_kinds.MAY_COVER  # the body around: the new garment may cover it
+    mask[80:270, 90:210] = mask_kinds.REPLACE_NEAREST
+    mask[200:270, 90:210] = mask_kinds.REPLACE_BELOW  # a top's lower part: trousers underneath
+    mask[60:200, 40:70] = mask_kinds.REPLACE_LIMB  # the sleeve: an arm underneath
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[85:190, 100:200] = (*NEW, 255)  # short and narrow: covers neither the sides nor the sleeve
+    result = (
+        LiteInpaint()
+        .run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
+        .image
+    )
+    return {"person": person, "mask": mask, "garment": garment, "result": result}
+
+
+def _mean(image: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    return image[rows, cols].reshape(-1, 3).mean(axis=0)
+
+
+def test_each_kind_is_filled_from_its_own_surface(scene: dict[str, np.ndarray]) -> None:
+    result = scene["result"]
+    # The old sleeve's place is the arm's skin, the old top's lower part the trousers, its sides backdrop.
+    np.testing.assert_allclose(_mean(result, slice(80, 180), slice(45, 65)), SKIN, atol=12)
+    np.testing.assert_allclose(_mean(result, slice(215, 260), slice(120, 180)), TROUSERS, atol=12)
+    np.testing.assert_allclose(_mean(result, slice(100, 180), slice(90, 96)), BACKDROP, atol=12)
+    np.testing.assert_allclose(_mean(result, slice(100, 180), slice(120, 180)), NEW, atol=25)
+
+
+def test_no_cross_kind_smear(scene: dict[str, np.ndarray]) -> None:
+    replace = mask_kinds.replace_region(scene["mask"])
+    uncovered = replace & (scene["garment"][..., 3] < 128)
+    assert uncovered.sum() > 5000
+    assert smear_share(scene["result"], replace, uncovered) < 0.05
+
+
+def test_the_body_around_stays_where_the_new_garment_does_not_reach(scene: dict[str, np.ndarray]) -> None:
+    may_cover = scene["mask"] == mask_kinds.MAY_COVER
+    np.testing.assert_array_equal(scene["result"][may_cover], scene["person"][may_cover])
