@@ -15,7 +15,8 @@ Configurations (``--configs``, comma-separated; each is one option or several jo
   processors are SDPA-only here).
 * ``channels_last``: UNet, ControlNet(s) and VAE in channels-last memory format.
 * ``compile``: ``torch.compile(mode="max-autotune")`` of the UNet and ControlNet(s), with the inductor
-  flags of diffusers' "accelerate inference of SDXL" tutorial.
+  flags of diffusers' "accelerate inference of SDXL" tutorial (``--tiny``: mode "default", which checks the
+  compiled path runs without the autotuning that takes tens of minutes on a CPU).
 * ``fp16_vae``: the fp16-fix VAE (``force_upcast`` off: the VAE runs in fp16).
 * ``deepcache``: DeepCache-style feature reuse, ``deep_cache_interval=3``.
 * ``distilled``: 8 steps with DDIM "trailing" timesteps and classifier-free guidance kept: the schedule of
@@ -353,7 +354,9 @@ def config_settings(options: tuple[str, ...], root: Path, *, device: str, dtype:
     )
 
 
-def apply_options(backend: FullInpaint, options: tuple[str, ...]) -> None:
+def apply_options(
+    backend: FullInpaint, options: tuple[str, ...], *, compile_mode: str = "max-autotune"
+) -> None:
     """The optimisations that act on the loaded pipeline (not settings of the service)."""
     import torch
 
@@ -379,11 +382,21 @@ def apply_options(backend: FullInpaint, options: tuple[str, ...]) -> None:
         inductor.coordinate_descent_tuning = True
         inductor.epilogue_fusion = False
         inductor.coordinate_descent_check_all_directions = True
-        pipeline.unet = torch.compile(pipeline.unet, mode="max-autotune", fullgraph=False)
-        pipeline.controlnet = torch.compile(pipeline.controlnet, mode="max-autotune", fullgraph=False)
+        pipeline.unet = torch.compile(pipeline.unet, mode=compile_mode, fullgraph=False)
+        pipeline.controlnet = torch.compile(pipeline.controlnet, mode=compile_mode, fullgraph=False)
 
 
-def bench_once(config: str, root: Path, *, device: str, dtype: str, size: int, steps: int, runs: int) -> Row:
+def bench_once(
+    config: str,
+    root: Path,
+    *,
+    device: str,
+    dtype: str,
+    size: int,
+    steps: int,
+    runs: int,
+    compile_mode: str = "max-autotune",
+) -> Row:
     import torch
 
     options = parse_config(config)
@@ -396,7 +409,7 @@ def bench_once(config: str, root: Path, *, device: str, dtype: str, size: int, s
     started = time.perf_counter()
     backend.load()
     load_s = time.perf_counter() - started
-    apply_options(backend, options)
+    apply_options(backend, options, compile_mode=compile_mode)
     started = time.perf_counter()
     backend.run(synthetic_request(size, steps, seed=0))  # warm-up at the measured size (compiles, if on)
     _sync(cuda)
@@ -514,7 +527,18 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown([]), flush=True)
         for config in configs:
             try:
-                row = bench_once(config, root, device=device, dtype=dtype, size=size, steps=steps, runs=runs)
+                # On the CPU smoke run, compile checks that the path works; autotuning would take tens of
+                # minutes on a small machine and says nothing about a GPU.
+                row = bench_once(
+                    config,
+                    root,
+                    device=device,
+                    dtype=dtype,
+                    size=size,
+                    steps=steps,
+                    runs=runs,
+                    compile_mode="default" if args.tiny else "max-autotune",
+                )
             except (
                 Exception
             ) as error:  # one failing optimisation (e.g. a compiler error) must not end the run

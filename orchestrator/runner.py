@@ -170,6 +170,17 @@ class JobRunner:
 
         Returns the final record (None when there was nothing to do: no record, or already final).
         """
+        import redis
+
+        try:
+            return self._run_attempt(job_id)
+        except redis.RedisError as error:
+            # The record store itself failed (Redis restarting): reading the record, moving it, or checking
+            # for cancellation while handling another error. Retried like any transient failure; a task that
+            # raised it instead would be acknowledged and its job left `running` for ever.
+            raise TransientJobError("state_unavailable", str(error)) from error
+
+    def _run_attempt(self, job_id: str) -> JobRecord | None:
         record = self.store.get(job_id)
         if record is None:
             log.warning("job %s: no record (expired or deleted); dropped", job_id)

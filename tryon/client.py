@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tryon import imaging, progress, protocol
 from tryon.observability import grpc as observability_grpc
-from tryon.runtime.interceptor import RETRY_AFTER_KEY
+from tryon.protocol import RETRY_AFTER_KEY
 from tryon.stages import STAGE_TABLE, STAGES
 from tryon.stages import stage as stage_of
 from tryon.types import (

@@ -38,6 +38,10 @@ _CATEGORY_FROM_PROTO[common_pb2.GARMENT_CATEGORY_UNSPECIFIED] = GarmentCategory.
 
 WireFormat = Literal["png", "raw"]
 
+#: Trailing metadata key of RESOURCE_EXHAUSTED refusals: milliseconds after which a retry may find room
+#: (sent by tryon.runtime's interceptor, honoured by tryon.client).
+RETRY_AFTER_KEY = "retry-after-ms"
+
 #: The response form this package's clients ask for and its servers can answer (see common.proto).
 WIRE_VERSION = 2
 #: Masks at 1 bit per pixel (wire version 2, raw callers): 1/8 of raw, and packing costs well under a ms.

@@ -141,6 +141,27 @@ class BackendInfo:
     models: tuple[ModelInfo, ...] = ()
 
 
+def _require_person(person: object) -> tuple[int, int]:
+    """``person`` is a uint8 RGB image; returns its (height, width), the frame of the other images."""
+    if not isinstance(person, np.ndarray) or person.ndim != 3 or person.shape[2] != 3:
+        raise StageInputError("person: expected an RGB image (H, W, 3)", field="person")
+    if person.dtype != np.uint8:
+        raise StageInputError(f"person: expected uint8, got {person.dtype}", field="person")
+    return person.shape[0], person.shape[1]
+
+
+def _require_frame(field: str, array: object, size: tuple[int, int], channels: int | None) -> None:
+    """``array`` is uint8 at ``size``: a mask (``channels`` None) or an image of ``channels`` channels."""
+    expected = f"({size[0]}, {size[1]}{f', {channels}' if channels else ''})"
+    if not isinstance(array, np.ndarray):
+        raise StageInputError(f"{field}: expected an array of shape {expected}", field=field)
+    ndim = 2 if channels is None else 3
+    if array.ndim != ndim or array.shape[:2] != size or (channels and array.shape[2] != channels):
+        raise StageInputError(f"{field}: expected shape {expected}, got {array.shape}", field=field)
+    if array.dtype != np.uint8:
+        raise StageInputError(f"{field}: expected uint8, got {array.dtype}", field=field)
+
+
 # ---------------------------------------------------------------------------------------------- stages
 
 
@@ -196,6 +217,25 @@ class InpaintInput:
     #: the inpaint service draws the same pixels again.
     keypoints: Keypoints | None = None
 
+    def validate(self) -> None:
+        """Types, shapes (everything in the person's frame) and a non-empty clothing mask; every backend
+        calls it first."""
+        if not isinstance(self.options, GenerationOptions):
+            raise StageInputError("options: expected GenerationOptions", field="options")
+        self.options.validate()
+        try:
+            GarmentCategory(self.category)
+        except ValueError as error:
+            raise StageInputError(f"category: unknown {self.category!r}", field="category") from error
+        size = _require_person(self.person)
+        _require_frame("clothing_mask", self.clothing_mask, size, None)
+        _require_frame("warped_garment", self.warped_garment, size, 4)
+        _require_frame("pose_image", self.pose_image, size, 3)
+        if not (self.clothing_mask > 127).any():
+            raise StageInputError(
+                "clothing_mask: empty, there is no region to put the garment in", field="clothing_mask"
+            )
+
 
 @dataclass(frozen=True)
 class InpaintOutput:
@@ -208,6 +248,15 @@ class BlendInput:
     generated: RGBImage  # the inpaint stage's output, same size
     clothing_mask: Mask
     face_mask: Mask
+
+    def validate(self) -> None:
+        """uint8 RGB images of one size, masks of that size, a non-empty clothing mask."""
+        size = _require_person(self.person)
+        _require_frame("generated", self.generated, size, 3)
+        _require_frame("clothing_mask", self.clothing_mask, size, None)
+        _require_frame("face_mask", self.face_mask, size, None)
+        if not (self.clothing_mask > 127).any():
+            raise StageInputError("clothing_mask: empty, there is nothing to blend", field="clothing_mask")
 
 
 @dataclass(frozen=True)

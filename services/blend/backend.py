@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tryon.stages import SINGLE_IMPLEMENTATION
-from tryon.types import BackendInfo, BlendInput, BlendOutput, RGBImage, StageInputError
+from tryon.types import BackendInfo, BlendInput, BlendOutput, RGBImage
 from tryon.vision.images import shrink_factor
 
 FloatImage = npt.NDArray[np.float32]
@@ -75,7 +75,7 @@ class Blender:
         self.run(BlendInput(person=person, generated=generated, clothing_mask=clothing, face_mask=face))
 
     def run(self, inputs: BlendInput, /) -> BlendOutput:
-        validate_inputs(inputs)
+        inputs.validate()
         person = inputs.person
         height, width = person.shape[:2]
         long_side = max(height, width)
@@ -234,28 +234,3 @@ def _bounding_box(mask: BoolMask, *, margin: int = 0) -> tuple[slice, slice]:
         slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
         slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)),
     )
-
-
-def validate_inputs(inputs: BlendInput) -> None:
-    """uint8 RGB images of one size, masks of that size, a non-empty clothing mask."""
-    person = inputs.person
-    if not isinstance(person, np.ndarray) or person.ndim != 3 or person.shape[2] != 3:
-        raise StageInputError("person: expected an RGB image (H, W, 3)", field="person")
-    if person.dtype != np.uint8:
-        raise StageInputError(f"person: expected uint8, got {person.dtype}", field="person")
-    size = person.shape[:2]
-    checks: tuple[tuple[str, object, int], ...] = (
-        ("generated", inputs.generated, 3),
-        ("clothing_mask", inputs.clothing_mask, 2),
-        ("face_mask", inputs.face_mask, 2),
-    )
-    for field, array, ndim in checks:
-        expected = f"({size[0]}, {size[1]}{', 3' if ndim == 3 else ''})"
-        if not isinstance(array, np.ndarray):
-            raise StageInputError(f"{field}: expected an array of shape {expected}", field=field)
-        if array.ndim != ndim or array.shape[:2] != size or (ndim == 3 and array.shape[2] != 3):
-            raise StageInputError(f"{field}: expected shape {expected}, got {array.shape}", field=field)
-        if array.dtype != np.uint8:
-            raise StageInputError(f"{field}: expected uint8, got {array.dtype}", field=field)
-    if not (inputs.clothing_mask > 127).any():
-        raise StageInputError("clothing_mask: empty, there is nothing to blend", field="clothing_mask")

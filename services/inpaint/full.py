@@ -49,7 +49,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from services.inpaint.lite import validate_inputs
 from tryon import models as model_registry
 from tryon.cancellation import raise_if_cancelled
 from tryon.progress import report_progress
@@ -533,7 +532,7 @@ class FullInpaint:
         if self._pipeline is None:
             raise RuntimeError("FullInpaint.setup() must run before run()")
         # The lite backend's checks: both backends accept and refuse exactly the same requests.
-        validate_inputs(inputs)
+        inputs.validate()
         settings = self.models
         options = inputs.options
         person = inputs.person

@@ -28,12 +28,9 @@ import numpy.typing as npt
 from tryon.progress import report_progress
 from tryon.types import (
     BackendInfo,
-    GarmentCategory,
-    GenerationOptions,
     InpaintInput,
     InpaintOutput,
     RGBImage,
-    StageInputError,
 )
 from tryon.vision import mask_kinds
 from tryon.vision.images import shrink_factor, shrunk_size
@@ -83,7 +80,7 @@ class LiteInpaint:
         self.run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
 
     def run(self, inputs: InpaintInput, /) -> InpaintOutput:
-        validate_inputs(inputs)  # the seed is validated but unused: this backend is deterministic
+        inputs.validate()  # the seed is validated but unused: this backend is deterministic
         person = inputs.person
         values = inputs.clothing_mask
         mask = mask_kinds.edit_region(values)
@@ -293,37 +290,3 @@ def _bounding_box(mask: npt.NDArray[np.bool_], *, margin: int) -> tuple[slice, s
         slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
         slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)),
     )
-
-
-def validate_inputs(inputs: InpaintInput) -> None:
-    """Types, shapes (everything in the person's frame) and a non-empty clothing mask."""
-    if not isinstance(inputs.options, GenerationOptions):
-        raise StageInputError("options: expected GenerationOptions", field="options")
-    inputs.options.validate()
-    try:
-        GarmentCategory(inputs.category)
-    except ValueError as error:
-        raise StageInputError(f"category: unknown {inputs.category!r}", field="category") from error
-    person = inputs.person
-    if not isinstance(person, np.ndarray) or person.ndim != 3 or person.shape[2] != 3:
-        raise StageInputError("person: expected an RGB image (H, W, 3)", field="person")
-    if person.dtype != np.uint8:
-        raise StageInputError(f"person: expected uint8, got {person.dtype}", field="person")
-    size = person.shape[:2]
-    checks: tuple[tuple[str, object, int, int | None], ...] = (
-        ("clothing_mask", inputs.clothing_mask, 2, None),
-        ("warped_garment", inputs.warped_garment, 3, 4),
-        ("pose_image", inputs.pose_image, 3, 3),
-    )
-    for field, array, ndim, channels in checks:
-        expected = f"({size[0]}, {size[1]}{f', {channels}' if channels else ''})"
-        if not isinstance(array, np.ndarray):
-            raise StageInputError(f"{field}: expected an array of shape {expected}", field=field)
-        if array.ndim != ndim or array.shape[:2] != size or (channels and array.shape[2] != channels):
-            raise StageInputError(f"{field}: expected shape {expected}, got {array.shape}", field=field)
-        if array.dtype != np.uint8:
-            raise StageInputError(f"{field}: expected uint8, got {array.dtype}", field=field)
-    if not (inputs.clothing_mask > 127).any():
-        raise StageInputError(
-            "clothing_mask: empty, there is no region to put the garment in", field="clothing_mask"
-        )

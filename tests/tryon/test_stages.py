@@ -48,3 +48,14 @@ def test_gpu_stages_do_not_get_the_cpu_deadline() -> None:
 def test_unknown_stage_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="segmentation, pose"):
         stages.stage("tailor")
+
+
+def test_the_gpu_compose_override_gives_exactly_the_gpu_stages_a_device() -> None:
+    import yaml
+
+    override = yaml.safe_load((REPO / "docker-compose.gpu.yml").read_text())["services"]
+    assert set(override) == {s for s in STAGES if STAGE_TABLE[s].gpu}
+    for name, service in override.items():
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        # device 0 unless the stage's own variable spreads it (the file's comment says how)
+        assert device["device_ids"] == [f"${{TRYON_{name.upper()}_GPU:-0}}"]

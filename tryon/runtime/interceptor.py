@@ -32,6 +32,7 @@ import grpc
 
 from tryon.cancellation import CallCancelled, cancellable
 from tryon.observability.grpc import server_call
+from tryon.protocol import RETRY_AFTER_KEY
 from tryon.runtime.metrics import StageMetrics
 from tryon.types import ModelUnavailableError, StageInputError, StageOverloadedError
 
@@ -41,8 +42,6 @@ log = logging.getLogger("tryon.grpc")
 INFRA_SERVICE_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 #: Metadata-only RPCs that are served while the backend is still loading.
 ALWAYS_AVAILABLE_METHODS = ("/GetInfo",)
-#: Trailing metadata key of RESOURCE_EXHAUSTED refusals: milliseconds after which a retry may find room.
-RETRY_AFTER_KEY = "retry-after-ms"
 #: Bounds of the retry-after hint.
 RETRY_AFTER_MIN_S, RETRY_AFTER_MAX_S = 0.02, 5.0
 

@@ -146,7 +146,8 @@ def test_local_signed_urls_expire_and_resist_tampering(tmp_path: Path) -> None:
     assert not storage.verify_signature("job/result.png", expires, signature, now=expires + 1)  # expired
     assert not storage.verify_signature("job/result.png", expires + 3600, signature)  # extended expiry
     assert not storage.verify_signature("job/inputs/person.png", expires, signature)  # other key
-    assert not storage.verify_signature("job/result.png", expires, signature[:-1] + "0")
+    tampered = signature[:-1] + ("1" if signature.endswith("0") else "0")  # always a different signature
+    assert not storage.verify_signature("job/result.png", expires, tampered)
     assert not storage.verify_signature("job/result.png", "soon", signature)
     assert not storage.verify_signature("job/result.png", expires, "é" + signature[1:])  # non-ASCII: no crash
     assert not storage.verify_signature("job/résult.png", expires, signature)
