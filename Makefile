@@ -7,7 +7,7 @@ CHECKOV_VERSION := 3.3.30
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -c constraints.txt
 
-.PHONY: setup system-deps venv tools protos lint format test test-slow test-all bench clean up down test-e2e
+.PHONY: setup system-deps venv tools protos lint format test test-slow test-all bench clean up down test-e2e test-gpu
 
 setup: system-deps venv tools  ## venv + all dependencies (every backend) + stubs check
 	@echo "setup done: run 'make test'"
@@ -50,6 +50,9 @@ test: lint  ## the default suite (what .ci/run runs first)
 
 test-slow:  ## the slow suites (also run by .ci/run); pytest's exit 5 means none are selected
 	$(BIN)/python -m pytest -m "slow and not gpu and not e2e" -q || [ $$? -eq 5 ]
+
+test-gpu:  ## the full backends on a CUDA device (tiny random models, every precision); skipped without CUDA
+	$(BIN)/python -m pytest -m gpu -q -rs
 
 test-e2e:  ## the whole system started as `make up` does: end to end, load and faults (also run by .ci/run)
 	$(BIN)/python -m pytest -m e2e -q || [ $$? -eq 5 ]
