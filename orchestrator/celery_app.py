@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -23,6 +24,10 @@ from tryon.jobs.settings import TASK_NAME, WEBHOOK_TASK_NAME
 from tryon.observability import celery_hooks
 
 log = logging.getLogger("orchestrator")
+
+#: kombu's retry policy for the worker's own publishes (retries of jobs): 0.2 s, 0.7 s, ... capped at 2 s,
+#: 30 tries, about 55 s in all: longer than a Redis restart.
+PUBLISH_RETRY_POLICY = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -58,11 +63,32 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_max_tasks_per_child": None,
         # A lost connection to Redis is retried for ever rather than ending the worker.
         "broker_connection_max_retries": None,
+        # A task's retry is a new message: if Redis is restarting when it is published, keep trying for about
+        # a minute (Celery's default gives up after ~0.6 s and then rejects the message: the job is lost).
+        # The gateway keeps the short default: it answers 503 with Retry-After instead of holding a request.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
     }
+
+
+def _finish_or_retry(task: Task, finish: Callable[[], object], job_id: str) -> None:
+    """Write a job's final state; if the record store is down, retry the task instead of losing the job.
+
+    A task that raises is acknowledged (task_acks_on_failure_or_timeout), so an exception here would leave
+    the record ``running`` for ever. Retrying runs the job's task again once Redis is back: it then reaches
+    the same verdict and writes it.
+    """
+    import redis
+
+    try:
+        finish()
+    except redis.RedisError as error:
+        log.warning("job %s: could not record its final state (%s); retrying the task", job_id, error)
+        raise task.retry(countdown=1.0, max_retries=None) from None
 
 
 def backoff_s(settings: WorkerSettings, retries: int) -> float:
@@ -111,11 +137,12 @@ def create_app(settings: WorkerSettings) -> Celery:
         try:
             final = runner.run(job_id)
         except SoftTimeLimitExceeded:
-            runner.fail(job_id, "timeout", f"the job took longer than {settings.job_soft_time_limit_s:.0f}s")
+            message = f"the job took longer than {settings.job_soft_time_limit_s:.0f}s"
+            _finish_or_retry(self, lambda: runner.fail(job_id, "timeout", message), job_id)
             return
         except TransientJobError as error:
             if retries >= settings.job_max_retries:
-                runner.give_up(job_id, error, retries + 1)
+                _finish_or_retry(self, lambda: runner.give_up(job_id, error, retries + 1), job_id)
                 return
             delay = backoff_s(settings, retries)
             log.warning("job %s: %s: %s; retry %d in %.1fs", job_id, error.code, error, retries + 1, delay)

@@ -112,11 +112,6 @@ def test_worker_killed_and_restarted(stack: LocalStack, client: httpx.Client) ->
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap (docs/OPERATIONS.md): a job whose attempt fails while Redis is down can stay running; "
-    "the worker's error path reads Redis, the task fails and is acknowledged",
-)
 def test_redis_restarted(stack: LocalStack, client: httpx.Client) -> None:
     fault = after(3, "restart redis", lambda: restart_redis(stack))
     _under_fault(stack, client, "restart Redis (append-only file)", fault)
