@@ -7,7 +7,7 @@ CHECKOV_VERSION := 3.3.30
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -c constraints.txt
 
-.PHONY: setup system-deps venv tools protos lint format test test-slow test-all bench clean up down test-e2e test-gpu
+.PHONY: setup system-deps venv tools protos lint format typecheck test test-slow test-all bench clean up down test-e2e test-gpu
 
 setup: system-deps venv tools  ## venv + all dependencies (every backend) + stubs check
 	@echo "setup done: run 'make test'"
@@ -44,6 +44,9 @@ lint:
 format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+typecheck:  ## mypy over tryon, services, orchestrator and gateway ([tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
 
 test: lint  ## the default suite (what .ci/run runs first)
 	$(BIN)/python -m pytest -m "not slow and not gpu and not e2e" -q

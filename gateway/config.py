@@ -7,7 +7,7 @@ the variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -83,5 +83,5 @@ class GatewaySettings(JobSettings):
         return self.idempotency_ttl_s or self.job_ttl_s
 
 
-def load_settings(**overrides: object) -> GatewaySettings:
+def load_settings(**overrides: Any) -> GatewaySettings:
     return GatewaySettings(**{key: value for key, value in overrides.items() if value is not None})

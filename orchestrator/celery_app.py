@@ -10,6 +10,7 @@ import logging
 import os
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -125,7 +126,7 @@ def create_app(settings: WorkerSettings) -> Celery:
     # The worker consumes the job queue and the webhook queue (celery -A orchestrator worker, no flags).
     app.conf.task_queues = (Queue(settings.queue_name), Queue(settings.webhook_queue_name))
     worker = _Worker(settings)
-    app.tryon_worker = worker  # type: ignore[attr-defined]
+    app.tryon_worker = worker
     # Each task runs as its job (log lines carry the id) in the trace its publisher started.
     celery_hooks.install()
 
@@ -138,11 +139,11 @@ def create_app(settings: WorkerSettings) -> Celery:
             final = runner.run(job_id)
         except SoftTimeLimitExceeded:
             message = f"the job took longer than {settings.job_soft_time_limit_s:.0f}s"
-            _finish_or_retry(self, lambda: runner.fail(job_id, "timeout", message), job_id)
+            _finish_or_retry(self, partial(runner.fail, job_id, "timeout", message), job_id)
             return
         except TransientJobError as error:
             if retries >= settings.job_max_retries:
-                _finish_or_retry(self, lambda: runner.give_up(job_id, error, retries + 1), job_id)
+                _finish_or_retry(self, partial(runner.give_up, job_id, error, retries + 1), job_id)
                 return
             delay = backoff_s(settings, retries)
             log.warning("job %s: %s: %s; retry %d in %.1fs", job_id, error.code, error, retries + 1, delay)
@@ -206,7 +207,7 @@ def _connect_signals(app: Celery, settings: WorkerSettings) -> None:
 
     @signals.worker_process_shutdown.connect(weak=False)
     def on_process_shutdown(pid: int | None = None, **_: Any) -> None:
-        runner = app.tryon_worker._runner  # type: ignore[attr-defined]
+        runner = app.tryon_worker._runner
         if runner is not None:
             runner.close()
         if pid is not None:
@@ -215,4 +216,4 @@ def _connect_signals(app: Celery, settings: WorkerSettings) -> None:
     @signals.worker_process_init.connect(weak=False)
     def on_process_init(**_: Any) -> None:
         # A process replacing a dead one must not reuse the parent's (unforkable) state.
-        app.tryon_worker._runner = None  # type: ignore[attr-defined]
+        app.tryon_worker._runner = None

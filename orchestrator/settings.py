@@ -8,7 +8,7 @@ settings (``TRYON_BACKEND``, ``TRYON_MODELS__*``) are read into it as nested obj
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -74,5 +74,5 @@ class WorkerSettings(JobSettings):
         return problems
 
 
-def load_worker_settings(**overrides: object) -> WorkerSettings:
+def load_worker_settings(**overrides: Any) -> WorkerSettings:
     return WorkerSettings(**{key: value for key, value in overrides.items() if value is not None})

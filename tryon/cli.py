@@ -96,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class CurrentStderrHandler(logging.StreamHandler):
     """Logs to whatever ``sys.stderr`` is when a record is written (embedding apps and tests swap it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

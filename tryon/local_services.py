@@ -61,7 +61,7 @@ def start_service(stage: str, backend: str = "lite", port: int | None = None, **
 def running_services(
     stages: tuple[str, ...], backend: str = "lite", **env: str
 ) -> Iterator[dict[str, RunningService]]:
-    services = {stage: start_service(stage, backend, **env) for stage in stages}
+    services = {stage: start_service(stage, backend, None, **env) for stage in stages}
     try:
         yield services
     finally:

@@ -7,7 +7,7 @@ down. Bad values fail at start-up with pydantic's message naming the variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,6 +91,6 @@ class StageSettings(BaseSettings):
     log_json: bool = False
 
 
-def load_stage_settings(**overrides: object) -> StageSettings:
+def load_stage_settings(**overrides: Any) -> StageSettings:
     """Read the environment once; ``overrides`` (from CLI flags) win over it."""
     return StageSettings(**{k: v for k, v in overrides.items() if v is not None})

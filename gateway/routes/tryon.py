@@ -194,7 +194,7 @@ class _Idempotency:
             raw = await self.redis.get(self.name)
             if raw is None:
                 continue  # expired or released meanwhile: try to claim again
-            job_id, fingerprint = raw.decode().split(" ", 1)
+            job_id, fingerprint = (raw.decode() if isinstance(raw, bytes) else raw).split(" ", 1)
             if fingerprint != self.fingerprint:
                 raise Problem.field(
                     422, "Idempotency-Key", "already used with a different request (photos or fields differ)",
@@ -299,10 +299,11 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
     files = submission.files
     storage, store = gateway.storage, gateway.store
     try:
-        if "person" in files:
-            person_job = run_in_threadpool(clean_image, files["person"], "person", min_side=MIN_PERSON_SIDE)
-        else:
-            person_job = _earlier_person(gateway, submission.fields["person_from"])
+        person_job = (
+            _clean_person(files["person"])
+            if "person" in files
+            else _earlier_person(gateway, submission.fields["person_from"])
+        )
         person_png, garment = await asyncio.gather(
             person_job,
             run_in_threadpool(clean_image, files["garment"], "garment", min_side=MIN_GARMENT_SIDE, rgba=True),
@@ -310,8 +311,6 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
     except Problem as problem:
         gateway.metrics.refused.labels("unsupported" if problem.status == 415 else "invalid").inc()
         raise
-    if not isinstance(person_png, bytes):
-        person_png = person_png.png
     job_id = new_job_id()
     keys = {"person": input_key(job_id, "person"), "garment": input_key(job_id, "garment")}
 
@@ -352,6 +351,11 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
         raise Problem(503, "the job could not be queued; try again", kind="queue-unavailable",
                       headers={"Retry-After": "5"}) from error  # fmt: skip
     return record
+
+
+async def _clean_person(data: bytes) -> bytes:
+    """The uploaded person photo, checked and re-encoded (PNG bytes)."""
+    return (await run_in_threadpool(clean_image, data, "person", min_side=MIN_PERSON_SIDE)).png
 
 
 async def _earlier_person(gateway: Gateway, job_id: str) -> bytes:

@@ -555,7 +555,7 @@ class FullInpaint:
             )
         else:
             rows, cols = slice(0, person.shape[0]), slice(0, person.shape[1])
-            geometry = generation_geometry(*person.shape[:2], self.max_long_side)
+            geometry = generation_geometry(person.shape[0], person.shape[1], self.max_long_side)
         warped_crop = inputs.warped_garment[rows, cols]
         canvas = _Canvas(
             init=to_canvas(init[rows, cols], geometry, border=cv2.BORDER_REPLICATE),
@@ -614,7 +614,7 @@ class FullInpaint:
             "output_type": "np",
         }
         if self._edges:
-            call["control_image"] = [Image.fromarray(canvas.pose), Image.fromarray(canvas.edges)]
+            call["control_image"] = [Image.fromarray(canvas.pose), Image.fromarray(_required(canvas.edges))]
             call["controlnet_conditioning_scale"] = [CONTROLNET_SCALE, settings.edges_conditioning_scale]
             call["control_guidance_start"] = [0.0, 0.0]
             call["control_guidance_end"] = [1.0, settings.edges_guidance_end]
@@ -624,7 +624,7 @@ class FullInpaint:
         if self._ip_adapter:
             from diffusers.image_processor import IPAdapterMaskProcessor
 
-            call["ip_adapter_image"] = Image.fromarray(canvas.reference)
+            call["ip_adapter_image"] = Image.fromarray(_required(canvas.reference))
             ip_mask = IPAdapterMaskProcessor().preprocess(
                 [Image.fromarray(canvas.mask)], height=canvas_height, width=canvas_width
             )
@@ -705,6 +705,13 @@ class FullInpaint:
         if self.models.controlnet_edges_model:
             models.append(ModelInfo(name="controlnet_edges", source=self.models.controlnet_edges_model))
         return BackendInfo(stage="inpaint", backend="full", device=device, models=tuple(models))
+
+
+def _required(image: RGBImage | None) -> RGBImage:
+    """A canvas layer that the enabled option guarantees (edges with the edges ControlNet, etc.)."""
+    if image is None:
+        raise RuntimeError("inpaint: a conditioning layer the pipeline was built with is missing")
+    return image
 
 
 def _variant(directory: Path) -> str | None:

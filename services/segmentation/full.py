@@ -61,9 +61,9 @@ def masks_from_label_map(
     face_mask = np.isin(label_map, FACE_LABELS)
     person_mask = label_map != ClothesLabel.BACKGROUND
     return (
-        clothing_mask.astype(np.uint8) * 255,
-        face_mask.astype(np.uint8) * 255,
-        person_mask.astype(np.uint8) * 255,
+        clothing_mask.astype(np.uint8) * np.uint8(255),
+        face_mask.astype(np.uint8) * np.uint8(255),
+        person_mask.astype(np.uint8) * np.uint8(255),
     )
 
 

@@ -90,7 +90,7 @@ def resolve_target(url: str, *, allow_private: bool) -> tuple[str, str]:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise WebhookRefused(f"webhook_url: cannot resolve {parts.hostname}: {error}") from error
-    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     if not addresses:
         raise WebhookRefused(f"webhook_url: {parts.hostname} has no address")
     if not allow_private:

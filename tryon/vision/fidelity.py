@@ -60,7 +60,7 @@ _SIFT = None
 def sift(gray: npt.NDArray[np.uint8], mask: BoolMask) -> tuple[list, npt.NDArray[np.float32] | None]:
     global _SIFT
     if _SIFT is None:
-        _SIFT = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.03)
+        _SIFT = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.03)  # type: ignore[attr-defined]
     return _SIFT.detectAndCompute(gray, mask.astype(np.uint8) * 255)
 
 
@@ -77,8 +77,8 @@ def print_match(
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
     if len(good) < 3:
         return len(kp_g), len(good) if len(good) < 3 else 0, 0.0
-    source = np.float32([kp_g[m.queryIdx].pt for m in good])
-    target = np.float32([kp_r[m.trainIdx].pt for m in good])
+    source = np.array([kp_g[m.queryIdx].pt for m in good], np.float32)
+    target = np.array([kp_r[m.trainIdx].pt for m in good], np.float32)
     matrix, inliers = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=6.0, maxIters=4000, confidence=0.995
     )

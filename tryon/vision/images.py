@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 
 
 def shrink_factor(height: int, width: int, long_side: int) -> float:
@@ -18,7 +22,7 @@ def shrunk_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def downscale(image: npt.NDArray[np.generic], long_side: int) -> npt.NDArray[np.generic]:
+def downscale(image: npt.NDArray[ScalarT], long_side: int) -> npt.NDArray[ScalarT]:
     """``image`` shrunk (area-averaged) so its long side is at most ``long_side``; never enlarged."""
     height, width = image.shape[:2]
     new_height, new_width = shrunk_size(height, width, long_side)
