@@ -341,16 +341,47 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
             await run_in_threadpool(gateway.queue.enqueue, job_id)
     except Exception as error:
         log.exception("queueing job %s failed", job_id)
-        reason = str(error)
-        await run_in_threadpool(
-            lambda: store.transition(
-                job_id, JobStatus.FAILED, error_code="enqueue_failed", error_message=reason
-            )
-        )
-        await run_in_threadpool(storage.delete_prefix, job_prefix(job_id))
+        await _discard_unqueued(gateway, job_id)
         raise Problem(503, "the job could not be queued; try again", kind="queue-unavailable",
                       headers={"Retry-After": "5"}) from error  # fmt: skip
     return record
+
+
+#: How long the gateway keeps trying to delete the record of a job it could not queue (Redis restarting).
+DISCARD_RETRY_S = 60.0
+
+
+async def _discard_unqueued(gateway: Gateway, job_id: str) -> None:
+    """Delete the record and photos of a job that never reached the queue.
+
+    The client is answered 503 without a job id and submits again, so the record must not stay: ``queued``
+    with no task behind it, it would never move. The broker and the records usually share one Redis, so
+    when the publish failed the delete may fail too: it is then retried in the background until it lands.
+    """
+
+    def discard() -> None:
+        gateway.store.delete(job_id)
+        gateway.storage.delete_prefix(job_prefix(job_id))
+
+    try:
+        await run_in_threadpool(discard)
+        return
+    except Exception as error:
+        log.warning("deleting unqueued job %s failed (%s); retrying in the background", job_id, error)
+
+    async def retry() -> None:
+        deadline = time.monotonic() + DISCARD_RETRY_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            try:
+                await run_in_threadpool(discard)
+                log.info("deleted unqueued job %s", job_id)
+                return
+            except Exception:
+                continue
+        log.error("job %s: could not be queued nor deleted; its record stays queued", job_id)
+
+    gateway.spawn(retry())
 
 
 async def _clean_person(data: bytes) -> bytes:

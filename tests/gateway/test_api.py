@@ -85,6 +85,27 @@ def test_ready_answers_503_naming_what_is_down(tmp_path: Path, person_png: bytes
         assert not any(Path(down.settings.storage_dir).iterdir())  # no photos left behind without a job
 
 
+def test_a_job_that_cannot_be_queued_leaves_no_record_and_no_photos(
+    tmp_path: Path, redis_url: str, person_png: bytes, garment_png: bytes
+) -> None:
+    """The broker is down, the record store is not: 503, and nothing stays behind (a record ``queued`` with
+    no task would never move; the client, answered without a job id, submits again)."""
+    import redis as redis_client
+
+    from tryon.jobs.state import KEY_PREFIX
+    from tryon.local_services import free_port
+
+    client = redis_client.Redis.from_url(redis_url)
+    before = set(client.scan_iter(f"{KEY_PREFIX}*"))
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"
+    with running_gateway(tmp_path, redis_url, broker_url=dead_broker) as down, down.client() as http:
+        reply = http.post("/api/tryon", files=photos(person_png, garment_png))
+        assert_problem(reply, 503, kind="queue-unavailable")
+        assert reply.headers["retry-after"] == "5"
+        assert set(client.scan_iter(f"{KEY_PREFIX}*")) == before
+        assert not any(Path(down.settings.storage_dir).rglob("*.png"))
+
+
 # --- submission -----------------------------------------------------------------------------------------
 
 
