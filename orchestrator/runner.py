@@ -29,10 +29,11 @@ from orchestrator.metrics import JobMetrics
 from orchestrator.settings import WorkerSettings
 from tryon import cancellation, imaging, progress
 from tryon.client import RemoteStageError
+from tryon.imaging import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
 from tryon.jobs import storage as storage_keys
 from tryon.jobs.state import JobRecord, JobStatus, JobStore
 from tryon.jobs.storage import ObjectNotFound, Storage, StorageError
-from tryon.pipeline import MIN_GARMENT_SIDE, MIN_PERSON_SIDE, TryOnPipeline
+from tryon.pipeline import TryOnPipeline
 from tryon.types import (
     GarmentCategory,
     GenerationOptions,

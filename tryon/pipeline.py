@@ -38,10 +38,6 @@ from tryon.types import (
     WarpOutput,
 )
 
-#: Re-exported for callers of the pipeline; the limits live in tryon/imaging.py.
-MIN_PERSON_SIDE, MIN_GARMENT_SIDE = imaging.MIN_PERSON_SIDE, imaging.MIN_GARMENT_SIDE
-GARMENT_LONG_SIDE = imaging.GARMENT_LONG_SIDE
-
 ProgressCallback = Callable[[str, str, float], None]  # (stage, "start" | "done", seconds)
 
 

@@ -9,7 +9,7 @@ from gateway.deps import GatewayDep
 from gateway.schemas import Limits
 from gateway.uploads import ACCEPTED_MEDIA_TYPES
 from tryon import demo, imaging
-from tryon.pipeline import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
+from tryon.imaging import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
 from tryon.types import GarmentCategory
 
 router = APIRouter(prefix=API_PREFIX, tags=["limits"])

@@ -21,11 +21,11 @@ from gateway.deps import GatewayDep, limit_requests, limit_submissions, require_
 from gateway.problems import FieldError, Problem, responses
 from gateway.schemas import EXAMPLE_ID, JobDocument, TryOnOptions, job_document
 from gateway.uploads import ACCEPTED_MEDIA_TYPES, Submission, clean_image, read_submission
+from tryon.imaging import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
 from tryon.jobs.state import JobRecord, JobStatus, new_job_id
 from tryon.jobs.storage import ObjectNotFound, StorageError, input_key, job_prefix
 from tryon.jobs.webhooks import WebhookRefused, resolve_target
 from tryon.observability import job_context
-from tryon.pipeline import MIN_GARMENT_SIDE, MIN_PERSON_SIDE
 
 log = logging.getLogger(__name__)
 
