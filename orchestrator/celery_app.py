@@ -204,6 +204,21 @@ def _connect_signals(app: Celery, settings: WorkerSettings) -> None:
             storage = build_storage(settings)
             assert isinstance(storage, LocalStorage)
             start_sweeper(storage, settings.job_ttl_s, settings.sweep_interval_s)
+        if settings.orphan_sweep_interval_s > 0:
+            import redis
+
+            from orchestrator.orphans import start_orphan_sweeper
+            from tryon.jobs.queue import JobQueue
+            from tryon.jobs.state import JobStore
+
+            start_orphan_sweeper(
+                JobStore.from_url(settings.redis_url, settings.job_ttl_s),
+                redis.Redis.from_url(settings.effective_broker_url),
+                JobQueue(settings, app),
+                interval_s=settings.orphan_sweep_interval_s,
+                queued_after_s=settings.orphan_queued_after_s,
+                running_after_s=settings.orphan_running_after_s,
+            )
 
     @signals.worker_process_shutdown.connect(weak=False)
     def on_process_shutdown(pid: int | None = None, **_: Any) -> None:

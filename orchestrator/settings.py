@@ -52,8 +52,18 @@ class WorkerSettings(JobSettings):
     #: of started again: a job that kills its worker every time (out of memory) must not loop forever.
     job_max_attempts: int = Field(default=10, ge=1, le=100)
 
+    #: The backstop for a job whose record waits with no task in the broker (orchestrator/orphans.py): how
+    #: often the worker looks (0: never), and how long a queued record must sit unchanged before its task is
+    #: published again. A running record qualifies after the hard time limit plus a minute.
+    orphan_sweep_interval_s: float = Field(default=60.0, ge=0)
+    orphan_queued_after_s: float = Field(default=300.0, gt=0)
+
     client: ClientSettings = Field(default_factory=ClientSettings)
     stages: StageSettings = Field(default_factory=StageSettings)
+
+    @property
+    def orphan_running_after_s(self) -> float:
+        return self.job_time_limit_s + 60.0
 
     @property
     def concurrency(self) -> int:

@@ -51,11 +51,15 @@ def broker_config(settings: JobSettings) -> dict[str, Any]:
     }
 
 
+def queue_list_names(queue_name: str) -> list[str]:
+    """The Redis lists kombu keeps the waiting messages of ``queue_name`` in (one per priority step)."""
+    return [queue_name] + [f"{queue_name}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS[1:]]
+
+
 def queue_depth(client: redis.Redis, queue_name: str) -> int:
     """Tasks waiting in the broker for ``queue_name`` (not counting those a worker holds)."""
-    names = [queue_name] + [f"{queue_name}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS[1:]]
     with client.pipeline(transaction=False) as pipe:
-        for name in names:
+        for name in queue_list_names(queue_name):
             pipe.llen(name)
         return int(sum(pipe.execute()))
 
