@@ -96,10 +96,6 @@ RUN apt-get update \
     && python -m pip uninstall -y -q pip setuptools wheel \
     && useradd --create-home --uid 10001 --user-group tryon \
     && mkdir -p /models /data/jobs && chown tryon:tryon /models /data/jobs
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    HF_HOME=/models
 
 # GPU images: NVIDIA's CUDA base (the CUDA runtime, and the labels and environment the NVIDIA container
 # toolkit reads) with uv's standalone CPython; torch's CUDA 13 wheels bring cuBLAS / cuDNN at the versions
@@ -114,25 +110,28 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 --user-group tryon \
     && mkdir -p /models /data/jobs && chown tryon:tryon /models /data/jobs
 COPY --from=python-gpu /opt/python /opt/python
+ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# What every image has on either base. The venv comes last, in each image's stage below.
+# hadolint ignore=DL3006
+FROM runtime-${RUNTIME} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    HF_HOME=/models \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    HF_HOME=/models
+# Numeric, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
+USER 10001:10001
+WORKDIR /home/tryon
 
 # ------------------------------------------------------------------------------------- the images
 
 # The gateway (CPU): the HTTP API (FastAPI on uvicorn) that takes uploads, creates and enqueues jobs and
 # answers polls and server-sent events. nginx serves the page in front of it (deploy/nginx/Dockerfile), so
 # the gateway does not (TRYON_SERVE_FRONTEND=false).
-# hadolint ignore=DL3006
-FROM runtime-${RUNTIME} AS gateway
+FROM runtime AS gateway
 COPY --from=build-gateway /opt/venv /opt/venv
 ENV TRYON_STORAGE_DIR=/data/jobs \
     TRYON_SERVE_FRONTEND=false
-# Numeric, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
-USER 10001:10001
-WORKDIR /home/tryon
 # HTTP (TRYON_PORT). /api/health answers while the process serves; /api/ready also checks Redis and storage.
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
@@ -142,12 +141,9 @@ ENTRYPOINT ["tryon-gateway"]
 # The worker (CPU): the Celery worker running try-on jobs (task "tryon.run_job"). In the default stage mode
 # (TRYON_STAGE_MODE=remote) it calls the five gRPC stage services and needs no models; for
 # TRYON_STAGE_MODE=inprocess build it with the stages' extras (and RUNTIME=gpu), so they run inside it.
-# hadolint ignore=DL3006
-FROM runtime-${RUNTIME} AS worker
+FROM runtime AS worker
 COPY --from=build-worker /opt/venv /opt/venv
 ENV TRYON_STORAGE_DIR=/data/jobs
-USER 10001:10001
-WORKDIR /home/tryon
 # Prometheus /metrics: job counters and the queue depth (TRYON_WORKER_METRICS_PORT).
 EXPOSE 9100
 # The /metrics listener runs in the worker's main process (the pool processes are its children): it
@@ -161,8 +157,7 @@ ENTRYPOINT ["tryon-worker"]
 # (TRYON_BACKEND=auto); the inpaint image also runs `tryon models pull`. Warp and blend (RUNTIME=cpu, no
 # extras) have one implementation and no models.
 # Last, so a build without --target is a stage image.
-# hadolint ignore=DL3006
-FROM runtime-${RUNTIME} AS stage
+FROM runtime AS stage
 COPY --from=build-stage /opt/venv /opt/venv
 ARG STAGE
 ARG PORT
@@ -172,8 +167,6 @@ ARG METRICS_PORT
 ENV STAGE_MODULE=services.${STAGE} \
     TRYON_PORT=${PORT} \
     TRYON_METRICS_PORT=${METRICS_PORT}
-USER 10001:10001
-WORKDIR /home/tryon
 # gRPC, then Prometheus /metrics.
 EXPOSE ${PORT} ${METRICS_PORT}
 # grpc_health_probe's job in Python: SERVING once the backend is loaded and warm. HEALTHCHECK options take

@@ -127,7 +127,7 @@ def test_python_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name:
     # The venv is built on the Python image, whatever the final base.
     build = venv_build(name)
     assert build.base_image == bases["PYTHON_IMAGE"] and "dependencies" in build.chain
-    assert final.chain == [f"runtime-{kind}", IMAGES[name].target]
+    assert final.chain == [f"runtime-{kind}", "runtime", IMAGES[name].target]
     if kind == "gpu":
         assert CUDA_BASE.match(final.base_image) and final.base_image == bases["CUDA_IMAGE"]
         # uv's standalone CPython comes along with the venv; the CUDA base has no Python of its own.
