@@ -476,7 +476,7 @@ def test_stage_image_entrypoint_serves_the_stage_as_pid_of_python() -> None:
     env.pop("HF_HOME")  # /models does not exist here; warp reads no models
     process = subprocess.Popen(
         [*entrypoint, "--host", "127.0.0.1", "--backend", "lite"], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
         assert _wait_serving(_here(final.healthcheck()), env) == 0, process.stderr
@@ -486,6 +486,36 @@ def test_stage_image_entrypoint_serves_the_stage_as_pid_of_python() -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        # The whole group: with a shell that did not exec, Python is its child and would outlive it.
+        if process.poll() is None or _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_deploy_doc_lists_each_images_build() -> None:
+    """docs/DEPLOY.md's table of targets and build arguments is the one docker-compose.yml builds with."""
+    doc = (REPO / "docs" / "DEPLOY.md").read_text()
+    table = doc[doc.index("| | target | `RUNTIME` | `EXTRAS` |") :].split("\n\n", 1)[0].splitlines()[2:]
+    listed: dict[str, tuple[str, str, str]] = {}
+    for row in table:
+        components, target, runtime, extras = (
+            cell.strip().strip("`") for cell in row.strip("|").split("|")[:4]
+        )
+        for component in components.split(", "):
+            listed[f"tryon-{component}"] = (target, runtime, "" if extras == "(none)" else extras)
+    assert set(listed) == set(PYTHON_IMAGES)
+    for name, (target, runtime, extras) in listed.items():
+        args = build_args(name)
+        assert (compose_builds(COMPOSE)[name][0]["target"], args["RUNTIME"], args["EXTRAS"]) == (
+            target,
+            runtime,
+            extras,
+        ), name
