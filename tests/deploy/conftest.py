@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.deploy.dockerfiles import Rendered
+from tests.deploy.dockerfiles import render as render_dockerfile
 from tryon.stages import STAGE_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,21 +30,45 @@ class Image:
     name: str  # the name docker-compose.yml and the manifests use (tryon-<service>)
     dockerfile: Path
     kind: str  # "gpu" (CUDA base, Python), "cpu" (slim Python base), "nginx" (static page + proxy)
+    target: str | None = None  # the build stage of the Dockerfile that is the image (None: the last one)
 
+
+#: Every Python image is a target of the one Dockerfile at the root, with build arguments (docker-compose.yml
+#: holds them: `compose_builds`).
+PYTHON_DOCKERFILE = REPO / "Dockerfile"
 
 #: Every image the project builds. Compose builds each of them and the manifests run each of them.
 IMAGES: dict[str, Image] = {
     **{
-        f"tryon-{name}": Image(
-            f"tryon-{name}", REPO / "services" / name / "Dockerfile", "gpu" if stage.gpu else "cpu"
-        )
+        f"tryon-{name}": Image(f"tryon-{name}", PYTHON_DOCKERFILE, "gpu" if stage.gpu else "cpu", "stage")
         for name, stage in STAGE_TABLE.items()
     },
-    "tryon-worker": Image("tryon-worker", REPO / "orchestrator" / "Dockerfile", "cpu"),
-    "tryon-gateway": Image("tryon-gateway", REPO / "gateway" / "Dockerfile", "cpu"),
+    "tryon-worker": Image("tryon-worker", PYTHON_DOCKERFILE, "cpu", "worker"),
+    "tryon-gateway": Image("tryon-gateway", PYTHON_DOCKERFILE, "cpu", "gateway"),
     "tryon-nginx": Image("tryon-nginx", REPO / "deploy" / "nginx" / "Dockerfile", "nginx"),
 }
 PYTHON_IMAGES = {name: image for name, image in IMAGES.items() if image.kind != "nginx"}
+
+
+def compose_builds(compose: dict) -> dict[str, list[dict]]:
+    """The `build:` sections of docker-compose.yml by image name (tryon-<service>, without the tag): one per
+    service that builds the image, so a test can check they agree."""
+    builds: dict[str, list[dict]] = {}
+    for service in compose["services"].values():
+        if "build" in service:
+            builds.setdefault(service["image"].split(":")[0], []).append(service["build"])
+    return builds
+
+
+def render_image(name: str, compose: dict | None = None) -> Rendered:
+    """What docker-compose.yml builds as image ``name``: its Dockerfile rendered with the build's target and
+    arguments (tests/deploy/dockerfiles.py)."""
+    compose = compose if compose is not None else yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    build = compose_builds(compose)[name][0]
+    text = (REPO / build["context"] / build.get("dockerfile", "Dockerfile")).read_text()
+    return render_dockerfile(
+        text, build.get("target"), {key: str(value) for key, value in build.get("args", {}).items()}
+    )
 
 
 def dev_tool(name: str) -> str:

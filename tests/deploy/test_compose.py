@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import IMAGES, REPO, dev_tool
+from tests.deploy.conftest import IMAGES, REPO, compose_builds, dev_tool
 from tryon.stages import STAGE_TABLE, STAGES
 
 GPU_STAGES = tuple(stage for stage in STAGES if STAGE_TABLE[stage].gpu)
@@ -119,7 +119,13 @@ def test_stage_services_run_their_backend_with_the_right_volumes(compose: dict) 
         )
         for name, service in variants.items():
             environment = service["environment"]
-            assert service["build"] == {"context": ".", "dockerfile": f"services/{stage}/Dockerfile"}
+            build = service["build"]
+            assert (build["dockerfile"], build["target"]) == ("Dockerfile", "stage")
+            assert build["args"]["STAGE"] == stage
+            assert (build["args"]["PORT"], build["args"]["METRICS_PORT"]) == (
+                str(entry.port),
+                str(entry.metrics_port),
+            ), "the image's default ports are the stage's"
             assert service["image"] == f"tryon-{stage}:${{TRYON_IMAGE_TAG:-dev}}"
             assert service["ports"] == [
                 f"127.0.0.1:{entry.port}:{entry.port}",
@@ -159,12 +165,15 @@ def test_state_survives_restarts(compose: dict) -> None:
 
 
 def test_every_built_image_has_its_dockerfile(compose: dict) -> None:
-    built = {
-        service["image"].split(":")[0]: REPO / service["build"]["dockerfile"]
-        for service in compose["services"].values()
-        if "build" in service
-    }
-    assert built == {name: image.dockerfile for name, image in IMAGES.items()}
+    builds = compose_builds(compose)
+    assert set(builds) == set(IMAGES)
+    for name, image in IMAGES.items():
+        for build in builds[name]:
+            assert REPO / build["context"] / build["dockerfile"] == image.dockerfile, name
+            assert build.get("target") == image.target, name
+        # Services that run one image (segmentation and segmentation-lite, inpaint and models, ...) build it
+        # the same way: otherwise whichever Compose builds last would be the image both run.
+        assert all(build == builds[name][0] for build in builds[name]), name
 
 
 def test_env_example_sets_only_what_the_compose_files_read() -> None:

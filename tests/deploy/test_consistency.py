@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings
 
 from gateway.config import GatewaySettings
 from orchestrator.settings import WorkerSettings
-from tests.deploy.conftest import IMAGES, K8S, REPO, render
+from tests.deploy.conftest import IMAGES, K8S, REPO, render, render_image
 from tryon.jobs.settings import JobSettings
 from tryon.observability.settings import ObservabilitySettings
 from tryon.settings import StageSettings
@@ -206,8 +206,7 @@ def test_gateway_port_and_body_limit_agree_everywhere(compose: dict, rendered: d
     assert f"TRYON_NGINX_MAX_BODY={body}\n" in (REPO / ".env.example").read_text()
     nginx_env = only((REPO / "deploy" / "nginx" / "Dockerfile").read_text(), "ENV")[0]
     assert f"TRYON_GATEWAY_UPSTREAM={upstream}" in nginx_env and f"TRYON_NGINX_MAX_BODY={body}" in nginx_env
-    gateway_image = (REPO / "gateway" / "Dockerfile").read_text()
-    assert only(gateway_image, "EXPOSE") == [str(port)]
+    assert render_image("tryon-gateway", compose).exposed() == [port]
     documents = rendered["gpu"]
     workloads = _workloads(documents)
     container = workloads["gateway"]["spec"]["template"]["spec"]["containers"][0]
@@ -248,11 +247,9 @@ def test_queue_and_redis_agree_everywhere(compose: dict, rendered: dict[str, lis
 def test_worker_metrics_port_and_grace_agree_everywhere(
     compose: dict, rendered: dict[str, list[dict]]
 ) -> None:
-    from tests.deploy.dockerfiles import only
-
     worker = WorkerSettings()
     port = worker.worker_metrics_port
-    assert only((REPO / "orchestrator" / "Dockerfile").read_text(), "EXPOSE") == [str(port)]
+    assert render_image("tryon-worker", compose).exposed() == [port]
     service = compose["services"]["worker"]
     assert service["environment"]["TRYON_WORKER_METRICS_PORT"] == str(port)
     assert service["environment"]["TRYON_STAGE_MODE"] == "remote"

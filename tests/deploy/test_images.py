@@ -1,9 +1,13 @@
-"""The images: one recipe per kind, pinned bases, non-root, no build tools or weights in the final image.
+"""The images: one parameterised Dockerfile for every Python component, pinned bases, non-root, no build tools
+or weights in the final image.
 
-What can be run here is run for real: hadolint on every Dockerfile, each image's requirements step against
-pyproject.toml, a CPU stage's whole serving path on the base dependencies alone, and the HEALTHCHECK
-one-liners against a live service. The rest is read structurally and compared with the stage registry
-(tryon/stages.py), so a port or entrypoint changed in one place fails here.
+Every Python image is a target of the root Dockerfile with build arguments that docker-compose.yml holds;
+the tests render the file for each image's build (tests/deploy/dockerfiles.py) and check what it resolves to
+(base, extras, sources, entrypoint, ports, health check) against what the component needs: the stage
+registry (tryon/stages.py), the settings and pyproject.toml. What can be run here is run for real: hadolint on
+every Dockerfile, each image's requirements step against pyproject.toml, a CPU stage's whole serving path on
+the base dependencies alone, a stage image's entrypoint and the HEALTHCHECK one-liners against a live
+service.
 """
 
 from __future__ import annotations
@@ -13,17 +17,38 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from tests.deploy.conftest import IMAGES, PYTHON_IMAGES, REPO, Image, dev_tool
-from tests.deploy.dockerfiles import build_stages, global_args, healthcheck_command, only
+from tests.deploy.conftest import (
+    IMAGES,
+    PYTHON_DOCKERFILE,
+    PYTHON_IMAGES,
+    REPO,
+    Image,
+    compose_builds,
+    dev_tool,
+    render_image,
+)
+from tests.deploy.dockerfiles import (
+    Rendered,
+    build_stages,
+    declared_args,
+    global_args,
+    only,
+    reachable_stages,
+    render,
+    stage_names,
+)
 from tryon.local_services import RunningService, free_port, start_service
 from tryon.stages import STAGE_TABLE, STAGES
 
@@ -31,14 +56,29 @@ GPU_STAGES = tuple(stage for stage in STAGES if STAGE_TABLE[stage].gpu)
 CPU_STAGES = tuple(stage for stage in STAGES if not STAGE_TABLE[stage].gpu)
 PYTHON_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
 CUDA_BASE = re.compile(r"^nvidia/cuda:(\d+)\.\d+\.\d+-base-ubuntu24\.04$")
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def text(image: Image) -> str:
     return image.dockerfile.read_text()
 
 
-def stage_image(stage: str) -> Image:
-    return IMAGES[f"tryon-{stage}"]
+def image(name: str) -> Rendered:
+    """The final image docker-compose.yml builds as ``name``."""
+    return render_image(name, COMPOSE)
+
+
+def build_args(name: str) -> dict[str, str]:
+    return {key: str(value) for key, value in compose_builds(COMPOSE)[name][0].get("args", {}).items()}
+
+
+def venv_build(name: str) -> Rendered:
+    """The build stage whose /opt/venv the image ``name`` copies, rendered with the image's arguments."""
+    (source,) = [
+        stage for stage, copies in image(name).copied_from().items() if "/opt/venv /opt/venv" in copies
+    ]
+    return render(PYTHON_DOCKERFILE.read_text(), source, build_args(name))
 
 
 def all_dockerfiles() -> list[Path]:
@@ -54,6 +94,7 @@ def all_dockerfiles() -> list[Path]:
 
 def test_every_dockerfile_is_an_image_of_the_project() -> None:
     assert set(all_dockerfiles()) == {image.dockerfile for image in IMAGES.values()}
+    assert set(all_dockerfiles()) == {PYTHON_DOCKERFILE, REPO / "deploy" / "nginx" / "Dockerfile"}
 
 
 @pytest.mark.parametrize("path", all_dockerfiles(), ids=lambda path: str(path.relative_to(REPO)))
@@ -62,36 +103,57 @@ def test_hadolint_is_clean(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_image_is_built_with_arguments_and_a_target_the_dockerfile_has() -> None:
+    """Docker ignores a misspelled build argument (the image gets the default): every argument a compose
+    build passes must be one the stages it builds declare, and its target a stage of the file."""
+    dockerfile = PYTHON_DOCKERFILE.read_text()
+    for name in PYTHON_IMAGES:
+        builds = compose_builds(COMPOSE)[name]
+        build = builds[0]
+        assert REPO / build["context"] / build["dockerfile"] == PYTHON_DOCKERFILE, name
+        assert build["target"] == IMAGES[name].target and build["target"] in stage_names(dockerfile), name
+        args = build_args(name)
+        unknown = set(args) - declared_args(dockerfile, reachable_stages(dockerfile, build["target"], args))
+        assert not unknown, f"{name}: build arguments the build does not read: {sorted(unknown)}"
+        assert args["RUNTIME"] == IMAGES[name].kind, name
+
+
 @pytest.mark.parametrize("name", PYTHON_IMAGES)
 def test_python_image_is_multi_stage_on_a_pinned_base_and_runs_as_non_root(name: str) -> None:
-    image = IMAGES[name]
-    dockerfile = text(image)
-    bases = global_args(dockerfile)
+    kind = IMAGES[name].kind
+    final = image(name)
+    bases = global_args(PYTHON_DOCKERFILE.read_text())
     assert PYTHON_BASE.match(bases["PYTHON_IMAGE"]), "the slim Python base, pinned to a patch release"
-    stages = build_stages(dockerfile)
-    assert len(stages) == 2 and only(dockerfile, "FROM", 0) == ["${PYTHON_IMAGE} AS build"]
-    final_base = only(dockerfile, "FROM")[0]
-    if image.kind == "gpu":
-        assert final_base == "${CUDA_IMAGE}" and CUDA_BASE.match(bases["CUDA_IMAGE"])
+    # The venv is built on the Python image, whatever the final base.
+    build = venv_build(name)
+    assert build.base_image == bases["PYTHON_IMAGE"] and "dependencies" in build.chain
+    assert final.chain == [f"runtime-{kind}", "runtime", IMAGES[name].target]
+    if kind == "gpu":
+        assert CUDA_BASE.match(final.base_image) and final.base_image == bases["CUDA_IMAGE"]
         # uv's standalone CPython comes along with the venv; the CUDA base has no Python of its own.
-        assert only(dockerfile, "COPY") == [
-            "--from=build /opt/python /opt/python",
-            "--from=build /opt/venv /opt/venv",
-        ]
+        assert final.copied_from() == {
+            "python-gpu": ["/opt/python /opt/python"],
+            build.chain[-1]: ["/opt/venv /opt/venv"],
+        }
+        assert "uv python install" in " ".join(build.only("RUN"))
+        assert final.env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
     else:
-        assert final_base == "${PYTHON_IMAGE}"
-        assert only(dockerfile, "COPY") == ["--from=build /opt/venv /opt/venv"]
-    (user,) = only(dockerfile, "USER")
+        assert final.base_image == bases["PYTHON_IMAGE"]
+        assert final.copied_from() == {build.chain[-1]: ["/opt/venv /opt/venv"]}
+        assert "NVIDIA_DRIVER_CAPABILITIES" not in final.env
+    (user,) = final.only("USER")
     uid, gid = user.split(":")
     assert uid.isdigit() and int(uid) > 10000 and gid.isdigit(), (
         "numeric non-root (runAsNonRoot, UID > 10000)"
     )
     # Nothing is built or installed in the final image: apt for two runtime libraries only, and no pip / uv.
-    (run,) = only(dockerfile, "RUN")
+    (run,) = final.only("RUN")
     assert "uv " not in run and "pip install" not in run
     assert "--no-install-recommends" in run and "rm -rf /var/lib/apt/lists/*" in run
-    assert only(dockerfile, "HEALTHCHECK"), "a health check"
-    assert "PYTHONDONTWRITEBYTECODE=1" in only(dockerfile, "ENV")[0]
+    # mediapipe / opencv-contrib-python is the non-headless cv2: it needs libGL and glib at import.
+    assert "libgl1" in run and "libglib2.0-0" in run
+    assert final.only("HEALTHCHECK"), "a health check"
+    assert final.env["PYTHONDONTWRITEBYTECODE"] == "1" and final.env["PATH"].startswith("/opt/venv/bin:")
 
 
 def test_cuda_base_matches_the_cuda_of_the_torch_wheels() -> None:
@@ -102,28 +164,82 @@ def test_cuda_base_matches_the_cuda_of_the_torch_wheels() -> None:
     )
     wheel_major = pins["nvidia-cuda-runtime"].split(".")[0]
     for stage in GPU_STAGES:
-        match = CUDA_BASE.match(global_args(text(stage_image(stage)))["CUDA_IMAGE"])
+        match = CUDA_BASE.match(image(f"tryon-{stage}").base_image)
         assert match and match.group(1) == wheel_major, (stage, wheel_major)
 
 
-# ------------------------------------------------------------------------------------- stage images
+def test_per_image_arguments_come_after_the_shared_layers() -> None:
+    """Images of one RUNTIME and EXTRAS share every layer up to their sources: an argument a RUN could read
+    changes its cache key, so nothing is RUN after the per-image arguments are declared, and the build stages
+    read no argument but EXTRAS."""
+    for name in PYTHON_IMAGES:
+        final = image(name)
+        steps = [instruction for instruction, _ in final.steps]
+        assert "ARG" not in steps or "RUN" not in steps[steps.index("ARG") :], name
+        assert set(venv_build(name).args) == {"EXTRAS"}, name
+
+
+def test_volume_mount_points_belong_to_the_user() -> None:
+    """A named volume mounted on a directory the image owns takes its owner: the model cache (written by
+    `tryon models pull`) and the local job store must be writable by UID 10001."""
+    for name in PYTHON_IMAGES:
+        (run,) = image(name).only("RUN")
+        assert "mkdir -p /models /data/jobs && chown tryon:tryon /models /data/jobs" in run, name
+        assert image(name).env["HF_HOME"] == "/models", "the weights come from the mounted cache"
+
+
+# ------------------------------------------------------------------------------------- what each image runs
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_image_serves_its_stage_on_the_default_ports(stage: str) -> None:
-    dockerfile = text(stage_image(stage))
+    final = image(f"tryon-{stage}")
     entry = STAGE_TABLE[stage]
-    assert _build_arg(dockerfile, "EXTRAS") == ("lite,full" if entry.gpu else "")
-    assert json.loads(only(dockerfile, "ENTRYPOINT")[0]) == ["python", "-m", f"services.{stage}"]
-    assert only(dockerfile, "EXPOSE") == [f"{entry.port} {entry.metrics_port}"]
-    # mediapipe / opencv-contrib-python is the non-headless cv2: it needs libGL and glib at import.
-    (apt,) = only(dockerfile, "RUN")
-    assert "libgl1" in apt and "libglib2.0-0" in apt
-    command = healthcheck_command(dockerfile)
-    assert f"os.environ.get('TRYON_PORT', '{entry.port}')" in command[-1]
-    if entry.gpu:
-        # The weights come from the mounted cache, never from the image.
-        assert "HF_HOME=/models" in only(dockerfile, "ENV")[0]
+    assert venv_build(f"tryon-{stage}").args["EXTRAS"] == ("lite,full" if entry.gpu else "")
+    assert final.entrypoint() == ["python", "-m", f"services.{stage}"]
+    assert (REPO / "services" / stage / "__main__.py").exists()
+    assert "services/ services/" in venv_build(f"tryon-{stage}").only("COPY")
+    assert final.exposed() == [entry.port, entry.metrics_port]
+    # The image's defaults of the stage's own settings are the registry's; the health check reads TRYON_PORT.
+    assert final.env["TRYON_PORT"] == str(entry.port)
+    assert final.env["TRYON_METRICS_PORT"] == str(entry.metrics_port)
+    assert "os.environ['TRYON_PORT']" in final.healthcheck()[-1]
+    assert "HealthStub" in final.healthcheck()[-1]
+
+
+#: What the worker and the gateway run: (console script, the package it lives in, the port the image exposes,
+#: the setting that moves it, the health check's path).
+PROCESSES = {
+    "tryon-worker": ("tryon-worker", "orchestrator", 9100, "TRYON_WORKER_METRICS_PORT", "/metrics"),
+    "tryon-gateway": ("tryon-gateway", "gateway", 8000, "TRYON_PORT", "/api/health"),
+}
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_worker_and_gateway_images_run_their_command(name: str) -> None:
+    script, package, port, port_setting, path = PROCESSES[name]
+    final = image(name)
+    assert final.entrypoint() == [script]
+    # The console script is the project's, and its package is in the image's venv.
+    assert PYPROJECT["scripts"][script].split(".")[0] == package
+    assert f"{package}/ {package}/" in venv_build(name).only("COPY")
+    assert final.exposed() == [port]
+    assert final.env["TRYON_STORAGE_DIR"] == "/data/jobs"
+    command = final.healthcheck()[-1]
+    assert f"os.environ.get('{port_setting}', '{port}')" in command and f"+ '{path}'" in command
+
+
+def test_each_image_copies_only_the_sources_it_runs() -> None:
+    sources = {
+        name: {copy.split()[0] for copy in venv_build(name).only("COPY")} - {"pyproject.toml"}
+        for name in PYTHON_IMAGES
+    }
+    for stage in STAGES:
+        assert sources[f"tryon-{stage}"] == {"tryon/", "services/"}
+    # The worker imports the stages too (TRYON_STAGE_MODE=inprocess).
+    assert sources["tryon-worker"] == {"tryon/", "services/", "orchestrator/"}
+    assert sources["tryon-gateway"] == {"tryon/", "gateway/"}
+    assert image("tryon-gateway").env["TRYON_SERVE_FRONTEND"] == "false", "nginx serves the page"
 
 
 #: (distributions an image must install, distributions it must not) by image.
@@ -147,75 +263,25 @@ EXPECTED_DISTRIBUTIONS = {
 }
 
 
-def _build_arg(dockerfile: str, name: str) -> str:
-    (value,) = [args.split("=", 1)[1] for args in only(dockerfile, "ARG", 0) if args.startswith(f"{name}=")]
-    return value
-
-
 @pytest.mark.parametrize("name", PYTHON_IMAGES)
 def test_image_installs_only_its_extras_with_the_constraints(name: str, tmp_path: Path) -> None:
-    dockerfile = text(IMAGES[name])
-    build_runs = only(dockerfile, "RUN", stage_index=0)
+    build = venv_build(name)
+    build_runs = build.only("RUN")
     (requirements_step,) = [run for run in build_runs if "requirements.txt" in run]
     assert "uv pip install -r requirements.txt -c constraints.txt" in requirements_step
     assert build_runs[-1] == "uv pip install --no-deps -c constraints.txt ."
-    # Run the image's own requirements step on the real pyproject.toml, with its default EXTRAS.
+    # Run the image's own requirements step on the real pyproject.toml, with the image's EXTRAS.
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     script = shlex.split(requirements_step.split(">", 1)[0].split("python -c", 1)[1])[0]
     listed = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True,
-        env={"EXTRAS": _build_arg(dockerfile, "EXTRAS")},
+        env={"EXTRAS": build.args["EXTRAS"]},
     ).stdout.split()  # fmt: skip
     names = {re.split(r"[=<>\[]", requirement, maxsplit=1)[0].lower() for requirement in listed}
     assert {"grpcio", "numpy", "opencv-contrib-python", "pydantic-settings"} <= names, "base dependencies"
     wanted, unwanted = EXPECTED_DISTRIBUTIONS[name]
     assert wanted <= names, wanted - names
     assert not names & (unwanted | {"pytest", "ruff"}), names & unwanted
-
-
-def test_python_images_share_one_build_stage_per_base() -> None:
-    """The build stages differ only in the extras and the source folders they copy."""
-
-    def build(image: Image) -> tuple[tuple[str, str], ...]:
-        return tuple(
-            (name, args)
-            for name, args in build_stages(text(image))[0]
-            if not (name == "ARG" and args.startswith("EXTRAS="))
-            and not (name == "COPY" and args.split()[0] not in {"pyproject.toml"})
-        )
-
-    for kind in ("gpu", "cpu"):
-        builds = {build(image) for image in PYTHON_IMAGES.values() if image.kind == kind}
-        assert len(builds) == 1, kind
-    for image in PYTHON_IMAGES.values():
-        copied = [args for name, args in build_stages(text(image))[0] if name == "COPY"]
-        assert copied[0] == "pyproject.toml constraints.txt ./" and "tryon/ tryon/" in copied
-
-
-def test_volume_mount_points_belong_to_the_user() -> None:
-    """A named volume mounted on a directory the image owns takes its owner: the model cache (written by
-    `tryon models pull`) and the local job store must be writable by UID 10001."""
-    for image in PYTHON_IMAGES.values():
-        (run,) = only(text(image), "RUN")
-        assert "mkdir -p /models /data/jobs && chown tryon:tryon /models /data/jobs" in run, image.name
-
-
-def test_python_images_share_one_final_stage_per_base() -> None:
-    """What runs is the same recipe everywhere: the final stages differ only in what the image serves
-    (ports, health check, entrypoint, its own settings' defaults)."""
-
-    def final(image: Image) -> tuple[tuple[str, str], ...]:
-        kept = []
-        for name, args in build_stages(text(image))[-1]:
-            if name in {"EXPOSE", "HEALTHCHECK", "ENTRYPOINT"}:
-                continue
-            # An image may set defaults of its own TRYON_* settings; the rest of ENV is common.
-            kept.append((name, re.sub(r"\s+TRYON_\w+=\S+", "", args) if name == "ENV" else args))
-        return tuple(kept)
-
-    for kind in ("gpu", "cpu"):
-        finals = {final(image) for image in PYTHON_IMAGES.values() if image.kind == kind}
-        assert len(finals) == 1, kind
 
 
 def test_nginx_image_serves_the_page_as_non_root() -> None:
@@ -236,21 +302,6 @@ def test_nginx_image_serves_the_page_as_non_root() -> None:
     assert variables and variables == set(re.findall(r"(TRYON_[A-Z_]+)=", env))
     assert only(dockerfile, "EXPOSE") == ["8080"] and "TRYON_NGINX_PORT=8080" in env
     assert only(dockerfile, "HEALTHCHECK")
-
-
-def test_gpu_stage_images_share_one_recipe_and_cpu_stage_images_another() -> None:
-    """The five files are written out in full (one per image, no build args to remember); they may differ
-    only in the stage's name, ports, start period and comments."""
-
-    def normalised(stage: str) -> str:
-        entry = STAGE_TABLE[stage]
-        lines = [line for line in text(stage_image(stage)).splitlines() if not line.startswith("#")]
-        joined = "\n".join(lines).replace(str(entry.port), "PORT").replace(str(entry.metrics_port), "METRICS")
-        joined = re.sub(r"--start-period=\d+s", "--start-period=N", joined)
-        return joined.replace(f"services.{stage}", "services.STAGE")
-
-    assert len({normalised(stage) for stage in GPU_STAGES}) == 1
-    assert len({normalised(stage) for stage in CPU_STAGES}) == 1
 
 
 def test_dockerignore_keeps_weights_and_the_venv_out_of_the_context() -> None:
@@ -387,16 +438,84 @@ def _wait_serving(command: list[str], env: dict[str, str], timeout: float = 60) 
         time.sleep(0.2)
 
 
+def _here(command: list[str]) -> list[str]:
+    """An image's command with this interpreter for `python` (the venv's, with the project's packages)."""
+    return [sys.executable if part == "python" else part for part in command]
+
+
 @pytest.mark.parametrize("source", ["Dockerfile", "docker-compose.yml"])
 def test_health_check_commands_pass_on_a_serving_stage_and_fail_without_one(
     source: str, warp_service: RunningService, compose: dict
 ) -> None:
     if source == "Dockerfile":
-        command = healthcheck_command(text(stage_image("warp")))
+        command = image("tryon-warp").healthcheck()
     else:
         command = compose["services"]["warp"]["healthcheck"]["test"][1:]
-    command = [sys.executable if part == "python" else part for part in command]
+    command = _here(command)
     env = {**os.environ, "TRYON_PORT": str(warp_service.port)}
     assert _wait_serving(command, env) == 0
     nobody = {**os.environ, "TRYON_PORT": str(free_port())}
     assert subprocess.run(command, env=nobody, capture_output=True, timeout=30).returncode != 0
+
+
+def test_stage_image_entrypoint_serves_the_stage_as_pid_of_python() -> None:
+    """The warp image's ENTRYPOINT as written (the shell form that reads STAGE_MODULE), with the image's own
+    environment: it execs the stage (so SIGTERM reaches Python and drains), passes the container's
+    arguments on, and its health check passes; SIGTERM stops it cleanly."""
+    final = image("tryon-warp")
+    entrypoint = json.loads(final.only("ENTRYPOINT")[-1])
+    port = free_port()
+    env = {
+        **os.environ,
+        **{key: value for key, value in final.env.items() if key != "PATH"},
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO),
+        "TRYON_PORT": str(port),
+        "TRYON_METRICS_PORT": str(free_port()),
+    }
+    env.pop("HF_HOME")  # /models does not exist here; warp reads no models
+    process = subprocess.Popen(
+        [*entrypoint, "--host", "127.0.0.1", "--backend", "lite"], cwd=REPO, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _wait_serving(_here(final.healthcheck()), env) == 0, process.stderr
+        command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"-m" in command_line and b"services.warp" in command_line, "the shell exec'd Python"
+        assert b"--backend" in command_line, "the container's arguments reach the stage"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        # The whole group: with a shell that did not exec, Python is its child and would outlive it.
+        if process.poll() is None or _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_deploy_doc_lists_each_images_build() -> None:
+    """docs/DEPLOY.md's table of targets and build arguments is the one docker-compose.yml builds with."""
+    doc = (REPO / "docs" / "DEPLOY.md").read_text()
+    table = doc[doc.index("| | target | `RUNTIME` | `EXTRAS` |") :].split("\n\n", 1)[0].splitlines()[2:]
+    listed: dict[str, tuple[str, str, str]] = {}
+    for row in table:
+        components, target, runtime, extras = (
+            cell.strip().strip("`") for cell in row.strip("|").split("|")[:4]
+        )
+        for component in components.split(", "):
+            listed[f"tryon-{component}"] = (target, runtime, "" if extras == "(none)" else extras)
+    assert set(listed) == set(PYTHON_IMAGES)
+    for name, (target, runtime, extras) in listed.items():
+        args = build_args(name)
+        assert (compose_builds(COMPOSE)[name][0]["target"], args["RUNTIME"], args["EXTRAS"]) == (
+            target,
+            runtime,
+            extras,
+        ), name
