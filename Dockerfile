@@ -156,14 +156,15 @@ ENTRYPOINT ["tryon-worker"]
 # EXTRAS=lite,full) serve full when the weights are in the model volume and a GPU is visible, lite otherwise
 # (TRYON_BACKEND=auto); the inpaint image also runs `tryon models pull`. Warp and blend (RUNTIME=cpu, no
 # extras) have one implementation and no models.
-# Last, so a build without --target is a stage image.
+# Last, so a build without --target is a stage image: the warp stage (CPU, no extras) unless STAGE, PORT and
+# METRICS_PORT say otherwise, so a plain `docker build .` makes an image that starts.
 FROM runtime AS stage
 COPY --from=build-stage /opt/venv /opt/venv
-ARG STAGE
-ARG PORT
-ARG METRICS_PORT
+ARG STAGE=warp
+ARG PORT=50053
+ARG METRICS_PORT=9103
 # The stage's own port settings, at its defaults (the registry's, tryon/stages.py): the health check reads
-# TRYON_PORT. An image built without them does not start (an empty port is not a number).
+# TRYON_PORT.
 ENV STAGE_MODULE=services.${STAGE} \
     TRYON_PORT=${PORT} \
     TRYON_METRICS_PORT=${METRICS_PORT}
