@@ -68,6 +68,9 @@ SHOULDER_OUTSET = 0.12
 HIP_OUTSET = 0.30
 #: The torso's half-width is this percentile of the symmetric half-widths over the rows below the sleeves.
 TORSO_WIDTH_PERCENTILE = 50
+#: Rows just above a top's hem narrower than this fraction of the rows' median width mean the wider rows
+#: held long sleeves laid along the body: the torso's width is taken above the hem instead.
+SLEEVES_MERGED_RATIO = 0.85
 #: The shoulder landmarks sit this fraction of the torso's half-width from the axis.
 SHOULDER_FRACTION = 0.85
 #: A sleeve is this share of the silhouette's pixels at least (outside the torso's band).
@@ -360,6 +363,18 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     widths = [half_width_at(top + f * garment_height) for f in np.linspace(low, high, 24)]
     widths = [w for w in widths if w > 0]
     half_width = float(np.percentile(widths, TORSO_WIDTH_PERCENTILE)) if widths else 0.25 * mask.shape[1]
+    # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
+    centre_rows = np.flatnonzero(mask[:, int(np.clip(round(axis), 0, mask.shape[1] - 1))])
+    torso_bottom = int(centre_rows[-1]) if len(centre_rows) else bottom
+    if category is GarmentCategory.UPPER_BODY:
+        # Long sleeves laid along the body merge with the torso on most rows, so the rows' widths are the
+        # torso's plus both sleeves'. Just above the hem the cuffs have ended (or hang apart): a torso
+        # clearly narrower there than the rows' median is the torso, the wider rows held sleeves.
+        torso_span = torso_bottom - top + 1
+        hem_widths = [half_width_at(top + f * torso_span) for f in np.linspace(0.9, 0.97, 8)]
+        hem_widths = [w for w in hem_widths if w > 0]
+        if hem_widths and float(np.median(hem_widths)) < SLEEVES_MERGED_RATIO * half_width:
+            half_width = float(np.median(hem_widths))
     columns_top = np.where(mask.any(axis=0), np.argmax(mask, axis=0), bottom)
 
     def top_at(x: float) -> float:
@@ -368,9 +383,6 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
 
     shoulder_dx = SHOULDER_FRACTION * half_width
     shoulder_y = (top_at(axis - shoulder_dx) + top_at(axis + shoulder_dx)) / 2
-    # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
-    centre_rows = np.flatnonzero(mask[:, int(np.clip(round(axis), 0, mask.shape[1] - 1))])
-    torso_bottom = int(centre_rows[-1]) if len(centre_rows) else bottom
     hem_y = torso_bottom - 0.02 * (torso_bottom - top + 1)
     hem_half = half_width_at(hem_y) or half_width
     landmarks = {

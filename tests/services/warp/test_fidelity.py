@@ -79,6 +79,21 @@ def test_landmarks_are_a_mirrored_pair_on_the_axis() -> None:
     assert right[0] - left[0] == pytest.approx(0.85 * 0.44 * 768, rel=0.1)  # the torso, not the sleeve
 
 
+def test_long_sleeves_laid_along_the_body_are_not_torso() -> None:
+    """A sweater laid flat with both sleeves down its sides, touching it to below the waist: the rows'
+    widths are torso plus sleeves; the shoulders must still come from the torso (0.44 of the width)."""
+    mask = garment_mask(GarmentCategory.UPPER_BODY)
+    mask[220:860, 150:216] = 255  # the wearer's right sleeve, merged with the torso (0.28 x 768 = 215)
+    mask[220:860, 552:618] = 255  # and the left
+    landmarks = find_landmarks(mask, GarmentCategory.UPPER_BODY)
+    left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
+    assert right[0] - left[0] == pytest.approx(0.85 * 0.44 * 768, rel=0.1)
+    # The shoulders sit on the shoulder line (top of the silhouette there), not halfway down the sleeves.
+    assert left[1] < 0.2 * 1024
+    # The cuffs are found as sleeve tips, near the sleeves' lower ends.
+    assert landmarks["left_sleeve"][1] > 700 and landmarks["right_sleeve"][1] > 700
+
+
 def _cut_top(length: float) -> np.ndarray:
     """The drawn T-shirt cut to ``length`` shoulder widths below its shoulders (a regular top: 1.95)."""
     photo = draw_garment(GarmentCategory.UPPER_BODY)
