@@ -24,6 +24,7 @@ from tests.imagegen import (
     light_on_light_garment,
     person_as_garment_photo,
     printed_garment,
+    unevenly_lit_garment,
 )
 from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
 from tryon.vision.fidelity import garment_silhouette, print_match
@@ -67,6 +68,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_white_garment_on_a_light_vignetted_backdrop_is_separated_whole(category: GarmentCategory) -> None:
     _, alpha = separate_garment(light_on_light_garment(category))
     assert _iou(alpha > 127, garment_mask(category) > 0) >= 0.95
+
+
+def test_a_bright_patch_of_backdrop_beside_the_garment_is_not_garment() -> None:
+    _, alpha = separate_garment(unevenly_lit_garment())
+    truth = garment_mask(GarmentCategory.UPPER_BODY) > 0
+    assert _iou(alpha > 127, truth) >= 0.95
+    assert (alpha > 127)[:, 700:].sum() < 0.01 * truth.sum()  # the lit patch right of the sleeve
 
 
 def test_landmarks_are_a_mirrored_pair_on_the_axis() -> None:
