@@ -127,7 +127,9 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     - "skin": the colour of the nearest skin-coloured pixel outside it (a forearm below an old sleeve), or
       "nearest" when no skin shows anywhere;
     - "below": the first pixel below it outside the replaced region, in the same column (the trousers
-      continued upwards under a top shorter than the old one).
+      continued upwards under a top shorter than the old one);
+    - "off body": the colour of the nearest backdrop pixel (the old garment stood off the body: a skirt's
+      flare, the cloth between the legs), or "nearest" when the mask marks no backdrop.
 
     Each pixel copies one source, so colours of different surfaces never mix into a smear; a light blur
     hides the seams between sources of one kind.
@@ -163,6 +165,14 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
             rows, columns = _nearest_source(unknown, skin_sources)
             fill[skin_kind] = small_person[rows[skin_kind], columns[skin_kind]]
 
+    off_body_kind = unknown & (kind_values == mask_kinds.REPLACE_OFF_BODY)
+    if off_body_kind.any():
+        # Behind a garment standing off the body is the backdrop: copied from the nearest backdrop pixel.
+        backdrop_sources = ~unknown & (small_values == mask_kinds.BACKDROP)
+        if backdrop_sources.sum() >= SKIN_MIN_SOURCES:
+            rows, columns = _nearest_source(unknown, backdrop_sources)
+            fill[off_body_kind] = small_person[rows[off_body_kind], columns[off_body_kind]]
+
     below_kind = unknown & (kind_values == mask_kinds.REPLACE_BELOW)
     if below_kind.any():
         column_fill = small_person.astype(np.float32)
@@ -177,7 +187,7 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
         fill[use] = column_fill[use]
 
     # Blur each kind within itself only, so no colour crosses from one kind (or from outside) to another.
-    kinds = np.where(skin_kind, 1, np.where(below_kind, 2, 0))
+    kinds = np.where(skin_kind, 1, np.where(below_kind, 2, np.where(off_body_kind, 3, 0)))
     for kind in np.unique(kinds[unknown]):
         weight = (unknown & (kinds == kind)).astype(np.float32)
         blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)

@@ -92,7 +92,7 @@ VERTICAL_SCALE_RANGE = (0.7, 1.0)
 #: The hip band, below the hip joints by this fraction of the shoulder-to-hip distance.
 HIP_BAND = 0.12
 #: Garment waistbands sit above the hip joints, by this fraction of the shoulder-to-hip distance.
-WAIST_RAISE = 0.12
+WAIST_RAISE = 0.2
 
 Point = tuple[float, float]
 
