@@ -304,7 +304,8 @@ class LiteSegmentation:
         # sleeves on the arms included: the lite inpainter fills an uncovered arm with skin).
         replace = regions.target | (regions.band & (garment | skin)) | estimate.grown_garment
         replace &= ~keep_out & ~(regions.arms & ~estimate.grown_garment)
-        if category is GarmentCategory.LOWER_BODY and _continues_above_high_waist(garment, person_mask, shapes):
+        lower = category is GarmentCategory.LOWER_BODY
+        if lower and _continues_above_high_waist(garment, person_mask, shapes):
             # A dress or a long top, not trousers: new trousers start at a regular waistband, the worn
             # garment above it stays (a top tucked in), rather than a bare midriff cut into a dress.
             replace &= draw_polygons(full, shapes.below_waistband)
