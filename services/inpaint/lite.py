@@ -44,6 +44,12 @@ FILL_LONG_SIDE = 256
 SKIN_MIN_SOURCES = 12
 #: Sigma (px at the fill resolution) of the blur that hides seams between the fill's sources.
 FILL_BLUR = 1.5
+#: The same for skin (px at the fill resolution): wide enough to hide the seam where skin copied from
+#: two sides meets.
+SKIN_FILL_BLUR = 6.0
+#: The photo's shading applied to filled skin stays within this range (the old garment's folds are only a
+#: hint of the body's shape; stronger, they would read as dirt on the skin).
+SKIN_SHADING_RANGE = (0.88, 1.12)
 #: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
 #: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
 FILL_GUARD = 2
@@ -100,6 +106,10 @@ class LiteInpaint:
         shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
         report_progress(2, LITE_STEPS)
 
+        # Filled skin gets the photo's soft shading too (the body's curvature), toned down.
+        skin_fill = np.isin(values_box, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
+        skin_shading = np.clip(shading, *SKIN_SHADING_RANGE)
+        fill = np.where(skin_fill[..., None], fill * skin_shading[..., None], fill)
         alpha = (garment_alpha * antialiased_mask(mask_box))[..., None]
         composite = shaded_garment * alpha + fill * (1.0 - alpha)
         composite_u8 = np.clip(composite + 0.5, 0, 255).astype(np.uint8)
@@ -190,8 +200,11 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     kinds = np.where(skin_kind, 1, np.where(below_kind, 2, np.where(off_body_kind, 3, 0)))
     for kind in np.unique(kinds[unknown]):
         weight = (unknown & (kinds == kind)).astype(np.float32)
-        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
-        norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
+        # Skin is one smooth surface: copied from the nearest skin on either side it would meet in a seam
+        # (two tones down the middle of a neckline), so it is blended over a wider window.
+        sigma = SKIN_FILL_BLUR if kind == 1 else FILL_BLUR
+        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), sigma)
+        norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
         fill = np.where(weight[..., None] > 0, blurred / np.maximum(norm, 1e-3), fill)
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.
