@@ -365,13 +365,17 @@ def category_regions(shapes: BodyShapes, category: GarmentCategory, frame: Frame
 
 
 def category_reach(
-    shapes: BodyShapes, category: GarmentCategory, frame: Frame, growth: float = 0.2
+    shapes: BodyShapes,
+    category: GarmentCategory,
+    frame: Frame,
+    growth: float = 0.2,
+    carve_hands_feet: bool = True,
 ) -> BoolMask:
     """Where a new garment of ``category`` may reach on this body, whatever the worn one covers.
 
     Tops: the torso and both arms (long sleeves), down to mid-thigh (long tops); bottoms: waist to ankles;
-    dresses: shoulders to ankles with the arms. Grown by ``growth`` x ``unit`` (loose cuts). The head column,
-    hands and feet are never reached.
+    dresses: shoulders to ankles with the arms. Grown by ``growth`` x ``unit`` (loose cuts). The head column
+    is never reached, nor (unless ``carve_hands_feet`` is off) the hands' and feet's capsules.
     """
     arms = shapes.arms["right"] + shapes.arms["left"]
     legs = shapes.legs["right"] + shapes.legs["left"]
@@ -388,10 +392,13 @@ def category_reach(
     radius = max(1, round(growth * shapes.unit * frame.scale))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     reach = cv2.dilate(reach.view(np.uint8), kernel).view(np.bool_)
+    reach &= ~draw_polygons(frame, shapes.head)
+    if not carve_hands_feet:
+        return reach
     hands_feet = draw_capsules(
         frame, shapes.hands["right"] + shapes.hands["left"] + shapes.feet["right"] + shapes.feet["left"]
     )
-    return reach & ~draw_polygons(frame, shapes.head) & ~hands_feet
+    return reach & ~hands_feet
 
 
 def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:

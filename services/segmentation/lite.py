@@ -311,8 +311,11 @@ class LiteSegmentation:
             replace &= draw_polygons(full, shapes.below_waistband)
         # Drawn and grown at a quarter of the size (a large dilation at full size costs more than GrabCut).
         quarter = Frame(max(8, height // 4), max(8, width // 4), scale=max(8, width // 4) / width)
-        reach = resize_mask(category_reach(shapes, category, quarter), height, width) > 0.5
-        reach &= ~replace & ~face_mask & ~regions.excluded
+        reach = category_reach(shapes, category, quarter, carve_hands_feet=False)
+        reach = resize_mask(reach, height, width) > 0.5
+        # Hands and feet stay in front of the new garment, but only the hands and feet themselves: the
+        # backdrop around a hand by the hip (inside its capsule) is where a wider garment shows.
+        reach &= ~replace & ~face_mask & ~(regions.excluded & person_mask)
         clothing = np.zeros((height, width), np.uint8)
         clothing[reach] = mask_kinds.MAY_COVER
         clothing[replace] = mask_kinds.REPLACE_NEAREST

@@ -16,7 +16,14 @@ import pytest
 import skimage.data
 
 from services.pose.lite import LitePose
-from services.segmentation.body import Frame, body_shapes, category_regions, draw_polygons
+from services.segmentation.body import (
+    Frame,
+    body_shapes,
+    category_reach,
+    category_regions,
+    draw_capsules,
+    draw_polygons,
+)
 from services.segmentation.garment import GENERIC_SKIN_MODEL, fit_skin_model
 from services.segmentation.lite import LiteSegmentation, _continues_above_high_waist
 from tests.imagegen import person_photo
@@ -82,6 +89,19 @@ def test_a_dress_continues_above_the_high_waist_and_trousers_do_not() -> None:
     # A long top over the hips continues too; high-waisted trousers up to just under the line do not.
     high_waisted = person & draw_polygons(frame, shapes.below_high_waist_strip)
     assert not _continues_above_high_waist(high_waisted, person, shapes)
+
+
+def test_a_dress_may_reach_around_the_hands_when_they_are_not_carved() -> None:
+    """The lite backend carves only the hands' own pixels (the person mask) out of a new garment's reach:
+    the capsule around a hand by the hip also holds backdrop, where a wide skirt shows."""
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    carved = category_reach(shapes, GarmentCategory.DRESS, frame)
+    kept = category_reach(shapes, GarmentCategory.DRESS, frame, carve_hands_feet=False)
+    assert not (carved & hands).any()
+    assert (kept & hands).sum() > 0.5 * hands.sum()
+    assert not (kept & draw_polygons(frame, shapes.head) & ~hands).any()
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
