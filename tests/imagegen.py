@@ -125,6 +125,23 @@ def light_on_light_garment(
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
+def unevenly_lit_garment(size: tuple[int, int] = (768, 1024)) -> npt.NDArray[np.uint8]:
+    """A printed white T-shirt on a grey backdrop lit by a spot beside it: a bright patch the border's
+    colours do not predict (it is off the straight line between them), touching the garment's side."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    across, down = (xx - 0.86 * width) / (0.12 * width), (yy - 0.3 * height) / (0.2 * height)
+    spot = np.exp(-(across**2) - down**2)
+    backdrop = (196.0 + 30.0 * spot)[..., None] * np.ones(3, np.float32)
+    mask = garment_mask(GarmentCategory.UPPER_BODY, size)
+    garment = np.full((height, width, 3), 250.0, np.float32)
+    garment += (np.sin(np.arange(width) / 3.0)[None, :] * 1.5)[..., None]
+    image = np.where(mask[..., None] > 0, garment, backdrop)
+    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    add_print(image, mask)
+    return image
+
+
 def person_as_garment_photo() -> npt.NDArray[np.uint8]:
     """A photo of a person where a garment photo is expected: the astronaut on a plain studio backdrop.
 

@@ -44,6 +44,12 @@ FILL_LONG_SIDE = 256
 SKIN_MIN_SOURCES = 12
 #: Sigma (px at the fill resolution) of the blur that hides seams between the fill's sources.
 FILL_BLUR = 1.5
+#: The same for skin (px at the fill resolution): wide enough to hide the seam where skin copied from
+#: two sides meets.
+SKIN_FILL_BLUR = 6.0
+#: The photo's shading applied to filled skin stays within this range (the old garment's folds are only a
+#: hint of the body's shape; stronger, they would read as dirt on the skin).
+SKIN_SHADING_RANGE = (0.88, 1.12)
 #: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
 #: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
 FILL_GUARD = 2
@@ -100,6 +106,10 @@ class LiteInpaint:
         shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
         report_progress(2, LITE_STEPS)
 
+        # Filled skin gets the photo's soft shading too (the body's curvature), toned down.
+        skin_fill = np.isin(values_box, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
+        skin_shading = np.clip(shading, *SKIN_SHADING_RANGE)
+        fill = np.where(skin_fill[..., None], fill * skin_shading[..., None], fill)
         alpha = (garment_alpha * antialiased_mask(mask_box))[..., None]
         composite = shaded_garment * alpha + fill * (1.0 - alpha)
         composite_u8 = np.clip(composite + 0.5, 0, 255).astype(np.uint8)
@@ -127,7 +137,9 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     - "skin": the colour of the nearest skin-coloured pixel outside it (a forearm below an old sleeve), or
       "nearest" when no skin shows anywhere;
     - "below": the first pixel below it outside the replaced region, in the same column (the trousers
-      continued upwards under a top shorter than the old one).
+      continued upwards under a top shorter than the old one);
+    - "off body": the colour of the nearest backdrop pixel (the old garment stood off the body: a skirt's
+      flare, the cloth between the legs), or "nearest" when the mask marks no backdrop.
 
     Each pixel copies one source, so colours of different surfaces never mix into a smear; a light blur
     hides the seams between sources of one kind.
@@ -163,6 +175,14 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
             rows, columns = _nearest_source(unknown, skin_sources)
             fill[skin_kind] = small_person[rows[skin_kind], columns[skin_kind]]
 
+    off_body_kind = unknown & (kind_values == mask_kinds.REPLACE_OFF_BODY)
+    if off_body_kind.any():
+        # Behind a garment standing off the body is the backdrop: copied from the nearest backdrop pixel.
+        backdrop_sources = ~unknown & (small_values == mask_kinds.BACKDROP)
+        if backdrop_sources.sum() >= SKIN_MIN_SOURCES:
+            rows, columns = _nearest_source(unknown, backdrop_sources)
+            fill[off_body_kind] = small_person[rows[off_body_kind], columns[off_body_kind]]
+
     below_kind = unknown & (kind_values == mask_kinds.REPLACE_BELOW)
     if below_kind.any():
         column_fill = small_person.astype(np.float32)
@@ -177,11 +197,14 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
         fill[use] = column_fill[use]
 
     # Blur each kind within itself only, so no colour crosses from one kind (or from outside) to another.
-    kinds = np.where(skin_kind, 1, np.where(below_kind, 2, 0))
+    kinds = np.where(skin_kind, 1, np.where(below_kind, 2, np.where(off_body_kind, 3, 0)))
     for kind in np.unique(kinds[unknown]):
         weight = (unknown & (kinds == kind)).astype(np.float32)
-        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
-        norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
+        # Skin is one smooth surface: copied from the nearest skin on either side it would meet in a seam
+        # (two tones down the middle of a neckline), so it is blended over a wider window.
+        sigma = SKIN_FILL_BLUR if kind == 1 else FILL_BLUR
+        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), sigma)
+        norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
         fill = np.where(weight[..., None] > 0, blurred / np.maximum(norm, 1e-3), fill)
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.

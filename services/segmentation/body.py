@@ -129,6 +129,8 @@ class BodyShapes:
     skirt: Points  # hips flaring out to below the knees: a dress's skirt
     below_mid_thigh: Points  # half-plane a top's hem never reaches
     below_high_waist: Points  # half-plane trousers never start above
+    below_high_waist_strip: Points  # half-plane a little lower: the strip between is the high waist's edge
+    below_waistband: Points  # half-plane below a regular waistband (the top of the pelvis region)
     arms: dict[str, list[Capsule]]  # "left" / "right" (the person's): upper arm, forearm
     sleeves: list[Capsule]  # the upper arms' top halves, where short sleeves are
     hands: dict[str, list[Capsule]]
@@ -261,6 +263,8 @@ def body_shapes(points: npt.ArrayLike) -> BodyShapes:
         skirt=skirt,
         below_mid_thigh=half_plane(hip_mid + 0.55 * (knee_mid - hip_mid), above=False),
         below_high_waist=half_plane(at(hip_mid, 0.0, 0.6), above=False),
+        below_high_waist_strip=half_plane(at(hip_mid, 0.0, 0.52), above=False),
+        below_waistband=half_plane(at(hip_mid, 0.0, 0.3), above=False),
         arms={
             "right": arm(RIGHT_SHOULDER, RIGHT_ELBOW, RIGHT_WRIST),
             "left": arm(LEFT_SHOULDER, LEFT_ELBOW, LEFT_WRIST),
@@ -360,12 +364,18 @@ def category_regions(shapes: BodyShapes, category: GarmentCategory, frame: Frame
     )
 
 
-def category_reach(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:
+def category_reach(
+    shapes: BodyShapes,
+    category: GarmentCategory,
+    frame: Frame,
+    growth: float = 0.2,
+    carve_hands_feet: bool = True,
+) -> BoolMask:
     """Where a new garment of ``category`` may reach on this body, whatever the worn one covers.
 
     Tops: the torso and both arms (long sleeves), down to mid-thigh (long tops); bottoms: waist to ankles;
-    dresses: shoulders to ankles with the arms. Grown by a fifth of ``unit`` (loose cuts). The head column,
-    hands and feet are never reached.
+    dresses: shoulders to ankles with the arms. Grown by ``growth`` x ``unit`` (loose cuts). The head column
+    is never reached, nor (unless ``carve_hands_feet`` is off) the hands' and feet's capsules.
     """
     arms = shapes.arms["right"] + shapes.arms["left"]
     legs = shapes.legs["right"] + shapes.legs["left"]
@@ -379,13 +389,16 @@ def category_reach(shapes: BodyShapes, category: GarmentCategory, frame: Frame) 
         reach = draw_polygons(frame, shapes.torso, shapes.pelvis, shapes.skirt) | draw_capsules(
             frame, arms + legs
         )
-    radius = max(1, round(0.2 * shapes.unit * frame.scale))
+    radius = max(1, round(growth * shapes.unit * frame.scale))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     reach = cv2.dilate(reach.view(np.uint8), kernel).view(np.bool_)
+    reach &= ~draw_polygons(frame, shapes.head)
+    if not carve_hands_feet:
+        return reach
     hands_feet = draw_capsules(
         frame, shapes.hands["right"] + shapes.hands["left"] + shapes.feet["right"] + shapes.feet["left"]
     )
-    return reach & ~draw_polygons(frame, shapes.head) & ~hands_feet
+    return reach & ~hands_feet
 
 
 def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:

@@ -99,6 +99,12 @@ FACE_MIN_VISIBILITY = 0.5
 #: The garment region grows by this fraction of the long side (into the person only), so the worn
 #: garment's antialiased edge is replaced too; the full backend grows its mask by 1 %.
 CLOTHING_GROWTH = 0.006
+#: Worn garment farther than this many body units (~ shoulder widths) from the category's body regions
+#: (torso, pelvis, leg and arm capsules) stands off the body: the backdrop is behind it.
+OFF_BODY_GROWTH = 0.06
+#: A worn garment covering more than this share of the torso just below the highest waistband continues
+#: above it (a dress, a long top), see :func:`_continues_above_high_waist`.
+CONTINUING_GARMENT_SHARE = 0.6
 WARMUP_SIZE = (256, 192)
 #: FaceMesh cheek and nose-bridge points: skin, away from eyes, brows, lips and hair.
 FACE_SKIN_POINTS = (50, 280, 101, 330, 205, 425, 6, 197)
@@ -223,6 +229,24 @@ class PersonSegmenter:
         return np.asarray(mask, dtype=np.float32).copy()
 
 
+def _continues_above_high_waist(garment: BoolMask, person_mask: BoolMask, shapes: BodyShapes) -> bool:
+    """Whether the worn garment a lower-body try-on replaces runs on up the torso past the highest
+    waistband (most of the torso's width garment on the strip just below that line): a dress or a long
+    top over the hips, not trousers or a skirt, which end at their waistband."""
+    height, width = garment.shape
+    quarter = Frame(max(8, height // 4), max(8, width // 4), scale=max(8, width // 4) / width)
+    strip = draw_polygons(quarter, shapes.below_high_waist) & ~draw_polygons(
+        quarter, shapes.below_high_waist_strip
+    )
+    strip &= draw_polygons(quarter, shapes.torso, shapes.pelvis)
+    small_person = resize_mask(person_mask, quarter.height, quarter.width) > 0.5
+    small_garment = resize_mask(garment, quarter.height, quarter.width) > 0.5
+    body = strip & small_person
+    if body.sum() < 8:
+        return False
+    return float((small_garment & body).sum()) > CONTINUING_GARMENT_SHARE * float(body.sum())
+
+
 # ------------------------------------------------------------------------------------------ the backend
 
 
@@ -280,10 +304,18 @@ class LiteSegmentation:
         # sleeves on the arms included: the lite inpainter fills an uncovered arm with skin).
         replace = regions.target | (regions.band & (garment | skin)) | estimate.grown_garment
         replace &= ~keep_out & ~(regions.arms & ~estimate.grown_garment)
+        lower = category is GarmentCategory.LOWER_BODY
+        if lower and _continues_above_high_waist(garment, person_mask, shapes):
+            # A dress or a long top, not trousers: new trousers start at a regular waistband, the worn
+            # garment above it stays (a top tucked in), rather than a bare midriff cut into a dress.
+            replace &= draw_polygons(full, shapes.below_waistband)
         # Drawn and grown at a quarter of the size (a large dilation at full size costs more than GrabCut).
         quarter = Frame(max(8, height // 4), max(8, width // 4), scale=max(8, width // 4) / width)
-        reach = resize_mask(category_reach(shapes, category, quarter), height, width) > 0.5
-        reach &= ~replace & ~face_mask & ~regions.excluded
+        reach = category_reach(shapes, category, quarter, carve_hands_feet=False)
+        reach = resize_mask(reach, height, width) > 0.5
+        # Hands and feet stay in front of the new garment, but only the hands and feet themselves: the
+        # backdrop around a hand by the hip (inside its capsule) is where a wider garment shows.
+        reach &= ~replace & ~face_mask & ~(regions.excluded & person_mask)
         clothing = np.zeros((height, width), np.uint8)
         clothing[reach] = mask_kinds.MAY_COVER
         clothing[replace] = mask_kinds.REPLACE_NEAREST
@@ -292,6 +324,12 @@ class LiteSegmentation:
         if category is GarmentCategory.UPPER_BODY:
             below_waist = ~draw_polygons(full, shapes.above_waist)
             clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW
+        # The old garment away from the body (a flared skirt, cloth between the legs): the backdrop is
+        # behind it. Drawn like the reach, grown less: the body's own outline plus a close-fitting cut.
+        near_body = category_reach(shapes, category, quarter, growth=OFF_BODY_GROWTH)
+        off_body = replace & ~(resize_mask(near_body, height, width) > 0.5) & ~regions.arms
+        clothing[off_body] = mask_kinds.REPLACE_OFF_BODY
+        clothing[~person_mask & (clothing == 0)] = mask_kinds.BACKDROP
 
         label_map = build_label_map(
             person_mask=person_mask,

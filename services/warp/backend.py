@@ -51,6 +51,14 @@ MAX_BORDER_SPREAD = 18.0
 #: the border, plus 4, within the range below.
 BACKGROUND_NOISE_FACTOR = 3.0
 BACKGROUND_THRESHOLD_RANGE = (7.0, 24.0)
+#: The separation's colour refinement (GrabCut at half SEPARATION_LONG_SIDE): pixels farther than this
+#: (0-255 RGB distance) from the backdrop are surely garment (a lit patch of backdrop stays nearer than
+#: this); iterations; GrabCut's RNG seed (deterministic output).
+REFINE_SURE_DISTANCE = 60.0
+REFINE_ITERATIONS = 2
+#: Only backdrop regions at least this wide (px at SEPARATION_LONG_SIDE) are taken off the garment.
+REFINE_MIN_WIDTH = 7
+REFINE_SEED = 4321
 #: Minimum width (colour-distance units) of the alpha ramp across the garment's edge.
 EDGE_RAMP_MIN = 8.0
 #: The person check (a face in the garment photo) runs at this long side; faces narrower than this
@@ -68,6 +76,9 @@ SHOULDER_OUTSET = 0.12
 HIP_OUTSET = 0.30
 #: The torso's half-width is this percentile of the symmetric half-widths over the rows below the sleeves.
 TORSO_WIDTH_PERCENTILE = 50
+#: Rows just above a top's hem narrower than this fraction of the rows' median width mean the wider rows
+#: held long sleeves laid along the body: the torso's width is taken above the hem instead.
+SLEEVES_MERGED_RATIO = 0.85
 #: The shoulder landmarks sit this fraction of the torso's half-width from the axis.
 SHOULDER_FRACTION = 0.85
 #: A sleeve is this share of the silhouette's pixels at least (outside the torso's band).
@@ -81,7 +92,7 @@ VERTICAL_SCALE_RANGE = (0.7, 1.0)
 #: The hip band, below the hip joints by this fraction of the shoulder-to-hip distance.
 HIP_BAND = 0.12
 #: Garment waistbands sit above the hip joints, by this fraction of the shoulder-to-hip distance.
-WAIST_RAISE = 0.12
+WAIST_RAISE = 0.2
 
 Point = tuple[float, float]
 
@@ -226,6 +237,7 @@ def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint
     touching[edge_labels] = True
     touching[0] = False
     foreground = ~touching[labels]
+    foreground = _refine_by_colour(small, foreground, distance, threshold)
     # Small kernels: close pin-holes and drop specks without filling the notch between trouser legs.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     foreground = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
@@ -251,6 +263,44 @@ def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint
     ramp = max(EDGE_RAMP_MIN, threshold)
     alpha[band] = np.round(255 * np.clip((distance_in_band - threshold) / ramp + 0.5, 0.0, 1.0))
     return alpha
+
+
+def _refine_by_colour(
+    small: npt.NDArray[np.uint8],
+    foreground: npt.NDArray[np.bool_],
+    distance: npt.NDArray[np.float32],
+    threshold: float,
+) -> npt.NDArray[np.bool_]:
+    """The separation re-decided by colour: GrabCut seeded with the border as backdrop, the first guess as
+    probable garment / backdrop, and what is far from any backdrop colour as garment.
+
+    An unevenly lit backdrop (a bright patch mid-frame, a second panel) departs from the surface
+    interpolated from the border and so passes the first guess as garment; it still has the backdrop's
+    colours, which GrabCut's colour models tell apart from the garment's.
+    """
+    if foreground.mean() < 0.02 or (~foreground).mean() < 0.05:
+        return foreground
+    # At half the separation's size: GrabCut costs ~1 us per pixel and iteration.
+    height, width = foreground.shape
+    half = (max(8, width // 2), max(8, height // 2))
+    image = cv2.resize(small, half, interpolation=cv2.INTER_AREA)
+    first = cv2.resize(foreground.astype(np.uint8), half, interpolation=cv2.INTER_NEAREST).astype(bool)
+    sure = cv2.resize(distance, half, interpolation=cv2.INTER_AREA) > max(REFINE_SURE_DISTANCE, threshold)
+    seeds = np.where(first, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    seeds[first & sure] = cv2.GC_FGD
+    seeds[:1], seeds[-1:], seeds[:, :1], seeds[:, -1:] = (cv2.GC_BGD,) * 4
+    cv2.setRNGSeed(REFINE_SEED)  # GrabCut's GMM initialisation draws from OpenCV's global RNG
+    background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(image, seeds, None, background_model, foreground_model, REFINE_ITERATIONS,
+                cv2.GC_INIT_WITH_MASK)  # fmt: skip
+    garment = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    refined = cv2.resize(garment, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    # GrabCut only removes: whole regions of the first guess that have the backdrop's colours. The rim it
+    # also takes off every garment (antialiased edge pixels, the half-size grid) is no such region.
+    removed = (foreground & ~refined).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (REFINE_MIN_WIDTH, REFINE_MIN_WIDTH))
+    removed = cv2.morphologyEx(removed, cv2.MORPH_OPEN, kernel)
+    return foreground & ~removed.astype(bool)
 
 
 def _border_surface(
@@ -360,6 +410,18 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     widths = [half_width_at(top + f * garment_height) for f in np.linspace(low, high, 24)]
     widths = [w for w in widths if w > 0]
     half_width = float(np.percentile(widths, TORSO_WIDTH_PERCENTILE)) if widths else 0.25 * mask.shape[1]
+    # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
+    centre_rows = np.flatnonzero(mask[:, int(np.clip(round(axis), 0, mask.shape[1] - 1))])
+    torso_bottom = int(centre_rows[-1]) if len(centre_rows) else bottom
+    if category is GarmentCategory.UPPER_BODY:
+        # Long sleeves laid along the body merge with the torso on most rows, so the rows' widths are the
+        # torso's plus both sleeves'. Just above the hem the cuffs have ended (or hang apart): a torso
+        # clearly narrower there than the rows' median is the torso, the wider rows held sleeves.
+        torso_span = torso_bottom - top + 1
+        hem_widths = [half_width_at(top + f * torso_span) for f in np.linspace(0.9, 0.97, 8)]
+        hem_widths = [w for w in hem_widths if w > 0]
+        if hem_widths and float(np.median(hem_widths)) < SLEEVES_MERGED_RATIO * half_width:
+            half_width = float(np.median(hem_widths))
     columns_top = np.where(mask.any(axis=0), np.argmax(mask, axis=0), bottom)
 
     def top_at(x: float) -> float:
@@ -368,9 +430,6 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
 
     shoulder_dx = SHOULDER_FRACTION * half_width
     shoulder_y = (top_at(axis - shoulder_dx) + top_at(axis + shoulder_dx)) / 2
-    # The hem is the torso's lowest row: long sleeves laid flat may hang lower than it.
-    centre_rows = np.flatnonzero(mask[:, int(np.clip(round(axis), 0, mask.shape[1] - 1))])
-    torso_bottom = int(centre_rows[-1]) if len(centre_rows) else bottom
     hem_y = torso_bottom - 0.02 * (torso_bottom - top + 1)
     hem_half = half_width_at(hem_y) or half_width
     landmarks = {

@@ -7,8 +7,13 @@ Every consumer reads ``clothing_mask > 127`` as the region to edit; the lite sta
   is filled from one kind of surface only: the nearest surface around the mask (background beside the
   body), the person's skin (a midriff, legs; :data:`REPLACE_LIMB` is an old sleeve on an arm, which only a
   sleeved new garment covers), or the garment below, extended upwards (trousers under an old long top).
+  :data:`REPLACE_OFF_BODY` is worn garment away from the body (a skirt's flare, the cloth between the
+  legs, a loose hem standing off the hips): only a garment cut as wide covers it; elsewhere the backdrop
+  (:data:`BACKDROP`, the photo's pixels outside the person) shows through once the old garment is gone.
 - :data:`MAY_COVER`: the body around it, where the new garment may reach (longer than the old one, new
   sleeves along the arms). Where the new garment does not cover it the photo stays as it is.
+- :data:`BACKDROP` (below :data:`EDIT_MIN`, so not edited): the photo's background, the source the lite
+  inpainter fills off-body pixels from.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import numpy as np
 import numpy.typing as npt
 
 REPLACE_NEAREST = 255
+REPLACE_OFF_BODY = 252
 REPLACE_SKIN = 248
 REPLACE_LIMB = 244
 REPLACE_BELOW = 240
 REPLACE_MIN = 240
 MAY_COVER = 160
 EDIT_MIN = 128
+BACKDROP = 16
 
 
 def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
@@ -31,8 +38,9 @@ def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
 
 
 def body_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
-    """The replaced pixels any new garment of the category covers: all but the old sleeves on the arms."""
-    return (mask >= REPLACE_MIN) & (mask != REPLACE_LIMB)
+    """The replaced pixels any new garment of the category covers: all but the old sleeves on the arms and
+    the old garment standing off the body."""
+    return (mask >= REPLACE_MIN) & (mask != REPLACE_LIMB) & (mask != REPLACE_OFF_BODY)
 
 
 def edit_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:

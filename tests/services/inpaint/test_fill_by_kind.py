@@ -69,3 +69,57 @@ def test_no_cross_kind_smear(scene: dict[str, np.ndarray]) -> None:
 def test_the_body_around_stays_where_the_new_garment_does_not_reach(scene: dict[str, np.ndarray]) -> None:
     may_cover = scene["mask"] == mask_kinds.MAY_COVER
     np.testing.assert_array_equal(scene["result"][may_cover], scene["person"][may_cover])
+
+
+def test_old_garment_off_the_body_is_filled_with_the_backdrop() -> None:
+    """A dress replaced by a short garment: between the legs the dress had the backdrop behind it, though
+    the top above (another garment) is the nearest surface there."""
+    top = (90, 90, 40)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BACKDROP
+    person[20:100, 60:240] = top  # the upper body, kept
+    person[100:380, 80:130] = SKIN  # the legs
+    person[100:380, 170:220] = SKIN
+    person[100:300, 60:240] = OLD  # the dress's skirt over both legs and the gap between them
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:100, 60:240] = 0  # the person: not backdrop, not edited
+    mask[100:380, 80:130] = 0
+    mask[100:380, 170:220] = 0
+    mask[100:300, 60:240] = mask_kinds.REPLACE_SKIN  # the legs under the skirt
+    mask[100:300, 130:170] = mask_kinds.REPLACE_OFF_BODY  # the cloth between the legs
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[100:150, 60:240] = (*NEW, 255)  # a short garment: the skirt below it is uncovered
+    result = (
+        LiteInpaint()
+        .run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
+        .image
+    )
+    # Between the legs, nearer the kept top than any backdrop: still the backdrop shows.
+    np.testing.assert_allclose(_mean(result, slice(155, 200), slice(138, 162)), BACKDROP, atol=10)
+    np.testing.assert_allclose(_mean(result, slice(160, 290), slice(90, 120)), SKIN, atol=15)
+
+
+def test_skin_copied_from_two_sides_meets_without_a_seam() -> None:
+    """A neckline opening wider than the old one: skin comes from both shoulders, lit differently; the two
+    must blend, not meet in a hard vertical edge down the chest."""
+    lit, shaded = (215, 165, 135), (170, 120, 95)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BACKDROP
+    person[40:200, 20:80] = lit  # the shoulder on one side
+    person[40:200, 220:280] = shaded  # and on the other
+    person[40:200, 80:220] = OLD  # the old top between them
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[40:200, 20:280] = 0
+    mask[40:200, 80:220] = mask_kinds.REPLACE_SKIN
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[170:200, 80:220] = (*NEW, 255)  # the new top's neckline is far lower: the chest is skin
+    result = (
+        LiteInpaint()
+        .run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
+        .image
+    )
+    row = result[100, 90:210].astype(np.float32)
+    steps = np.abs(np.diff(row, axis=0)).max(axis=1)
+    assert steps.max() < 6  # a gradient from one side's skin to the other's, no seam
+    np.testing.assert_allclose(row[0], lit, atol=25)
+    np.testing.assert_allclose(row[-1], shaded, atol=25)

@@ -16,9 +16,16 @@ import pytest
 import skimage.data
 
 from services.pose.lite import LitePose
-from services.segmentation.body import Frame, body_shapes, category_regions
+from services.segmentation.body import (
+    Frame,
+    body_shapes,
+    category_reach,
+    category_regions,
+    draw_capsules,
+    draw_polygons,
+)
 from services.segmentation.garment import GENERIC_SKIN_MODEL, fit_skin_model
-from services.segmentation.lite import LiteSegmentation
+from services.segmentation.lite import LiteSegmentation, _continues_above_high_waist
 from tests.imagegen import person_photo
 from tryon.types import (
     KP,
@@ -32,10 +39,12 @@ from tryon.types import (
     StageInputError,
 )
 from tryon.vision.mask_kinds import (
+    BACKDROP,
     MAY_COVER,
     REPLACE_BELOW,
     REPLACE_LIMB,
     REPLACE_NEAREST,
+    REPLACE_OFF_BODY,
     REPLACE_SKIN,
     replace_region,
 )
@@ -65,6 +74,34 @@ def regions() -> dict[GarmentCategory, object]:
     shapes = body_shapes(_standing_person())
     frame = Frame(*GEOMETRY_SHAPE)
     return {category: category_regions(shapes, category, frame) for category in GarmentCategory}
+
+
+def test_a_dress_continues_above_the_high_waist_and_trousers_do_not() -> None:
+    """Trousers replace a dress below a regular waistband only (the dress's top stays, tucked in); worn
+    trousers, which end at their own waistband, are replaced whole."""
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    person = draw_polygons(frame, shapes.torso, shapes.pelvis, shapes.skirt)
+    dress = person.copy()  # shoulders to below the knees
+    trousers = person & draw_polygons(frame, shapes.below_waistband)
+    assert _continues_above_high_waist(dress, person, shapes)
+    assert not _continues_above_high_waist(trousers, person, shapes)
+    # A long top over the hips continues too; high-waisted trousers up to just under the line do not.
+    high_waisted = person & draw_polygons(frame, shapes.below_high_waist_strip)
+    assert not _continues_above_high_waist(high_waisted, person, shapes)
+
+
+def test_a_dress_may_reach_around_the_hands_when_they_are_not_carved() -> None:
+    """The lite backend carves only the hands' own pixels (the person mask) out of a new garment's reach:
+    the capsule around a hand by the hip also holds backdrop, where a wide skirt shows."""
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    carved = category_reach(shapes, GarmentCategory.DRESS, frame)
+    kept = category_reach(shapes, GarmentCategory.DRESS, frame, carve_hands_feet=False)
+    assert not (carved & hands).any()
+    assert (kept & hands).sum() > 0.5 * hands.sum()
+    assert not (kept & draw_polygons(frame, shapes.head) & ~hands).any()
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
@@ -183,7 +220,8 @@ def test_outputs_are_binary_masks_and_a_label_map_at_the_photo_size(outputs: dic
             assert mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8
         for mask in (output.face_mask, output.person_mask):
             assert set(np.unique(mask).tolist()) <= {0, 255}
-        kinds = {0, MAY_COVER, REPLACE_NEAREST, REPLACE_SKIN, REPLACE_LIMB, REPLACE_BELOW}
+        kinds = {0, BACKDROP, MAY_COVER, REPLACE_NEAREST, REPLACE_OFF_BODY, REPLACE_SKIN, REPLACE_LIMB}
+        kinds |= {REPLACE_BELOW}
         assert set(np.unique(output.clothing_mask).tolist()) <= kinds
         assert output.label_map.shape == (SIZE, SIZE) and output.label_map.dtype == np.uint8
         assert int(output.label_map.max()) < len(ClothesLabel)

@@ -24,6 +24,7 @@ from tests.imagegen import (
     light_on_light_garment,
     person_as_garment_photo,
     printed_garment,
+    unevenly_lit_garment,
 )
 from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
 from tryon.vision.fidelity import garment_silhouette, print_match
@@ -69,6 +70,13 @@ def test_white_garment_on_a_light_vignetted_backdrop_is_separated_whole(category
     assert _iou(alpha > 127, garment_mask(category) > 0) >= 0.95
 
 
+def test_a_bright_patch_of_backdrop_beside_the_garment_is_not_garment() -> None:
+    _, alpha = separate_garment(unevenly_lit_garment())
+    truth = garment_mask(GarmentCategory.UPPER_BODY) > 0
+    assert _iou(alpha > 127, truth) >= 0.95
+    assert (alpha > 127)[:, 700:].sum() < 0.01 * truth.sum()  # the lit patch right of the sleeve
+
+
 def test_landmarks_are_a_mirrored_pair_on_the_axis() -> None:
     mask = garment_mask(GarmentCategory.UPPER_BODY)
     mask[600:940, 150:215] = 255  # a long sleeve hanging down beside the body, touching it on some rows
@@ -77,6 +85,21 @@ def test_landmarks_are_a_mirrored_pair_on_the_axis() -> None:
     assert left[1] == right[1]  # one height: no tilt from the silhouette
     assert (left[0] + right[0]) / 2 == pytest.approx(384, abs=12)  # the axis, not pulled by the sleeve
     assert right[0] - left[0] == pytest.approx(0.85 * 0.44 * 768, rel=0.1)  # the torso, not the sleeve
+
+
+def test_long_sleeves_laid_along_the_body_are_not_torso() -> None:
+    """A sweater laid flat with both sleeves down its sides, touching it to below the waist: the rows'
+    widths are torso plus sleeves; the shoulders must still come from the torso (0.44 of the width)."""
+    mask = garment_mask(GarmentCategory.UPPER_BODY)
+    mask[220:860, 150:216] = 255  # the wearer's right sleeve, merged with the torso (0.28 x 768 = 215)
+    mask[220:860, 552:618] = 255  # and the left
+    landmarks = find_landmarks(mask, GarmentCategory.UPPER_BODY)
+    left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
+    assert right[0] - left[0] == pytest.approx(0.85 * 0.44 * 768, rel=0.1)
+    # The shoulders sit on the shoulder line (top of the silhouette there), not halfway down the sleeves.
+    assert left[1] < 0.2 * 1024
+    # The cuffs are found as sleeve tips, near the sleeves' lower ends.
+    assert landmarks["left_sleeve"][1] > 700 and landmarks["right_sleeve"][1] > 700
 
 
 def _cut_top(length: float) -> np.ndarray:
