@@ -15,8 +15,11 @@ from tryon.jobs.queue import JobQueue, queue_depth
 from tryon.jobs.state import JobStatus, JobStore
 
 
+Parts = tuple[JobStore, redis.Redis, JobQueue]
+
+
 @pytest.fixture
-def parts(redis_url: str) -> Iterator[tuple[JobStore, redis.Redis, JobQueue]]:
+def parts(redis_url: str) -> Iterator[Parts]:
     # A database of its own: the sweep scans every record, and other tests' records live in db 0.
     redis_url = redis_url.rsplit("/", 1)[0] + "/7"
     client = redis.Redis.from_url(redis_url)
@@ -35,7 +38,7 @@ def _sweep(store: JobStore, broker: redis.Redis, queue: JobQueue, after_s: float
 
 
 def test_only_stale_unfinished_records_without_a_message_are_requeued(
-    parts: tuple[JobStore, redis.Redis, JobQueue],
+    parts: Parts,
 ) -> None:
     store, broker, queue = parts
     orphan = store.create().id  # the record exists, its publish never happened
@@ -57,13 +60,13 @@ def test_only_stale_unfinished_records_without_a_message_are_requeued(
     assert queue_depth(broker, queue.settings.queue_name) == depth + 2
 
 
-def test_a_record_younger_than_the_window_is_left_alone(parts: tuple[JobStore, redis.Redis, JobQueue]) -> None:
+def test_a_record_younger_than_the_window_is_left_alone(parts: Parts) -> None:
     store, broker, queue = parts
     store.create()
     assert _sweep(store, broker, queue, after_s=300.0) == []
 
 
-def test_another_replica_that_just_requeued_the_job_wins(parts: tuple[JobStore, redis.Redis, JobQueue]) -> None:
+def test_another_replica_that_just_requeued_the_job_wins(parts: Parts) -> None:
     store, broker, queue = parts
     job_id = store.create().id
     broker.set(REQUEUE_LOCK_PREFIX + job_id, b"1", ex=60)
