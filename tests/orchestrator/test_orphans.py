@@ -14,7 +14,6 @@ from orchestrator.settings import WorkerSettings
 from tryon.jobs.queue import JobQueue, queue_depth
 from tryon.jobs.state import JobStatus, JobStore
 
-
 Parts = tuple[JobStore, redis.Redis, JobQueue]
 
 
