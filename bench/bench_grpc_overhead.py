@@ -14,7 +14,9 @@ timed side by side: v1 (``ClientSettings(wire_version=1)``: full-frame images, a
   moves (request + response).
 * Chain: the whole TryOnPipeline with in-process backends vs with the gRPC clients (``remote_backends``).
 
-All paths are measured in the same run, interleaved, so machine noise hits them alike. Prints markdown.
+All paths are measured in the same run, interleaved, so machine noise hits them alike. Every process (this
+one, which holds the in-process pipeline and the clients, and the services) keeps freed memory for reuse
+(tryon/memory.py). Prints markdown.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 from tryon.backends import create_backend
 from tryon.client import ClientSettings, StageClient, remote_backends
 from tryon.local_services import running_services
+from tryon.memory import retain_freed_memory
 from tryon.pipeline import TryOnPipeline, load_image
 from tryon.settings import StageSettings
 from tryon.types import (
@@ -155,6 +158,9 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    # The services keep freed memory for reuse (tryon/service_main.py); so does this process, which holds
+    # both the in-process pipeline and the clients, so both sides of the comparison allocate alike.
+    retain_freed_memory()
     pairs = sample_pairs(args.samples) if args.samples else synthetic_pairs()
     settings = StageSettings(backend=BackendKind.LITE)
     local = {stage: create_backend(stage, settings) for stage in STAGES}
