@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import Message
 from PIL import Image
 
 from tryon import imaging
@@ -26,6 +27,8 @@ from tryon.types import (
     StageInputError,
 )
 from tryon.v1 import common_pb2
+
+M = TypeVar("M", bound=Message)
 
 _CATEGORY_TO_PROTO = {
     GarmentCategory.UPPER_BODY: common_pb2.GARMENT_CATEGORY_UPPER_BODY,
@@ -50,6 +53,17 @@ BITMASK_MEDIA_TYPE = "image/x-bitmask"
 RAW_DEFLATE_MEDIA_TYPE = "image/x-raw-deflate"
 #: zlib level 1: level 6 makes label maps half as small again at three times the cost.
 DEFLATE_LEVEL = 1
+
+
+def build(message_type: type[M], **fields: Any) -> M:
+    """``message_type(**fields)``, with the message-valued fields copied in by ``CopyFrom``: upb's
+    constructor copies a nested message of megabytes several times slower (0.8 ms against 0.1 ms for a
+    1024 x 768 raw image)."""
+    nested = {name: value for name, value in fields.items() if isinstance(value, Message)}
+    message = message_type(**{name: value for name, value in fields.items() if name not in nested})
+    for name, value in nested.items():
+        getattr(message, name).CopyFrom(value)
+    return message
 
 
 def image_to_proto(image: npt.NDArray[np.uint8], wire: WireFormat = "png") -> common_pb2.Image:

@@ -124,8 +124,8 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
         result: InpaintOutput, person: RGBImage, wire: protocol.WireFormat, version: int
     ) -> inpaint_pb2.InpaintResponse:
         if version >= 2:  # only what differs from the caller's person photo
-            return inpaint_pb2.InpaintResponse(
-                image_patch=protocol.patch_to_proto(result.image, person, wire)
+            return protocol.build(
+                inpaint_pb2.InpaintResponse, image_patch=protocol.patch_to_proto(result.image, person, wire)
             )
         return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image, wire))
 

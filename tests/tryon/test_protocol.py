@@ -205,3 +205,18 @@ def test_garments_keep_their_channels_and_patches_of_other_channels_are_converte
     rebuilt = protocol.patch_from_proto(patch, field="p", base=frame, mode="RGBA")
     np.testing.assert_array_equal(rebuilt[3:9, 2:7], np.dstack([rgb, np.full((6, 5), 255, np.uint8)]))
     assert not rebuilt[:3].any() and not rebuilt[:, :2].any()
+
+
+def test_build_makes_the_message_the_constructor_makes() -> None:
+    from tryon.v1 import blend_pb2
+
+    person = protocol.image_to_proto(RNG.integers(0, 256, (8, 6, 3), dtype=np.uint8), "raw")
+    fields = {
+        "person": person,
+        "wire_version": 2,
+        "generated_patch": common_pb2.ImagePatch(image=person, x=1),
+    }
+    built = protocol.build(blend_pb2.BlendRequest, **fields)
+    assert built == blend_pb2.BlendRequest(**fields)
+    assert built.SerializeToString() == blend_pb2.BlendRequest(**fields).SerializeToString()
+    assert not built.HasField("face_mask")  # fields not given stay unset
