@@ -14,7 +14,9 @@ timed side by side: v1 (``ClientSettings(wire_version=1)``: full-frame images, a
   moves (request + response).
 * Chain: the whole TryOnPipeline with in-process backends vs with the gRPC clients (``remote_backends``).
 
-All paths are measured in the same run, interleaved, so machine noise hits them alike. Prints markdown.
+All paths are measured in the same run, interleaved, so machine noise hits them alike. Every process (this
+one, which holds the in-process pipeline and the clients, and the services) keeps freed memory for reuse
+(tryon/memory.py). Prints markdown.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 from tryon.backends import create_backend
 from tryon.client import ClientSettings, StageClient, remote_backends
 from tryon.local_services import running_services
+from tryon.memory import retain_freed_memory
 from tryon.pipeline import TryOnPipeline, load_image
 from tryon.settings import StageSettings
 from tryon.types import (
@@ -86,10 +89,12 @@ class WireBytes(grpc.UnaryUnaryClientInterceptor):
 
     def __init__(self) -> None:
         self.last = 0
+        self.last_request = 0
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         outcome = continuation(client_call_details, request)
-        self.last = request.ByteSize() + outcome.result().ByteSize()
+        self.last_request = request.ByteSize()
+        self.last = self.last_request + outcome.result().ByteSize()
         return outcome
 
 
@@ -155,6 +160,9 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    # The services keep freed memory for reuse (tryon/service_main.py); so does this process, which holds
+    # both the in-process pipeline and the clients, so both sides of the comparison allocate alike.
+    retain_freed_memory()
     pairs = sample_pairs(args.samples) if args.samples else synthetic_pairs()
     settings = StageSettings(backend=BackendKind.LITE)
     local = {stage: create_backend(stage, settings) for stage in STAGES}
@@ -167,6 +175,7 @@ def main() -> int:
     chain_times: dict[str, list[float]] = {p: [] for p in paths}
     in_chain: dict[str, dict[str, list[float]]] = {s: {p: [] for p in paths} for s in STAGES}
     wire_bytes: dict[str, dict[str, list[int]]] = {s: {w: [] for w in WIRES} for s in STAGES}
+    request_bytes: dict[str, dict[str, list[int]]] = {s: {w: [] for w in WIRES} for s in STAGES}
     with ExitStack() as running:
         # One set of services per wire form: each process sees the pairs in turn, so none serves a photo
         # from the segmentation / pose landmark cache that another path's call has just filled.
@@ -205,6 +214,7 @@ def main() -> int:
                     for wire in WIRES:
                         stage_times[stage][wire].append(timed(clients[wire][stage].run, pair_inputs[stage]))
                         wire_bytes[stage][wire].append(recorders[wire].last)
+                        request_bytes[stage][wire].append(recorders[wire].last_request)
             for pair in pairs:
                 for path, pipeline in pipelines.items():
                     timings = pipeline.run(*pair).timings
@@ -223,22 +233,24 @@ def main() -> int:
     print(
         "v1: full-frame images (the wire before issue 14); v2: keypoints, bitmasks, patches (the default)\n"
     )
-    print("| stage | in-process ms | v1 gRPC ms | v1 MB/call | v2 gRPC ms | v2 MB/call | v2 +ms | v2 ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| stage | in-process ms | v1 gRPC ms | v1 MB/call | v2 gRPC ms | v2 MB/call | v2 MB request + "
+          "response | v2 +ms | v2 ratio |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for stage in STAGES:
         here = statistics.median(stage_times[stage]["local"]) * 1000
         v1, v2 = (statistics.median(stage_times[stage][w]) * 1000 for w in WIRES)
         mb1, mb2 = (statistics.median(wire_bytes[stage][w]) / 1e6 for w in WIRES)
-        print(f"| {stage} | {here:.1f} | {v1:.1f} | {mb1:.2f} | {v2:.1f} | {mb2:.2f} | {v2 - here:+.1f} | "
-              f"{v2 / here:.2f}x |")  # fmt: skip
+        request_mb = statistics.median(request_bytes[stage]["v2"]) / 1e6
+        print(f"| {stage} | {here:.1f} | {v1:.1f} | {mb1:.2f} | {v2:.1f} | {mb2:.2f} | {request_mb:.2f} + "
+              f"{mb2 - request_mb:.2f} | {v2 - here:+.1f} | {v2 / here:.2f}x |")  # fmt: skip
     here = statistics.median(chain_times["local"]) * 1000
     v1, v2 = (statistics.median(chain_times[w]) * 1000 for w in WIRES)
     mb1, mb2 = (sum(statistics.median(wire_bytes[s][w]) for s in STAGES) / 1e6 for w in WIRES)
-    print(f"| **chain** | {here:.1f} | {v1:.1f} ({v1 / here:.2f}x) | {mb1:.2f} | {v2:.1f} | {mb2:.2f} | "
+    print(f"| **chain** | {here:.1f} | {v1:.1f} ({v1 / here:.2f}x) | {mb1:.2f} | {v2:.1f} | {mb2:.2f} | | "
           f"{v2 - here:+.1f} | **{v2 / here:.2f}x** |")  # fmt: skip
     if args.person_analysis:
         combined_ms = statistics.median(chain_times["v2-pa"]) * 1000
-        print(f"| chain, segmentation + pose in one process | | | | {combined_ms:.1f} | | "
+        print(f"| chain, segmentation + pose in one process | | | | {combined_ms:.1f} | | | "
               f"{combined_ms - here:+.1f} | {combined_ms / here:.2f}x |")  # fmt: skip
     print("\nInside the chain (median ms per stage; segmentation and pose run concurrently):\n")
     print("| stage | " + " | ".join(paths) + " |")

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from services.pose import servicer as pose_servicer
 from services.segmentation import servicer as segmentation_servicer
 from tryon.backends import create_backend
+from tryon.memory import retain_freed_memory
 from tryon.runtime import StageServer, configure_logging, serve
 from tryon.settings import load_stage_settings
 from tryon.types import BackendInfo, BackendKind
@@ -39,6 +40,7 @@ class PersonAnalysis:
 
 
 def main() -> None:
+    retain_freed_memory()  # as every stage service does (tryon/service_main.py)
     settings = load_stage_settings(host="127.0.0.1", backend=BackendKind.LITE)
     configure_logging(settings)
     segmentation = create_backend("segmentation", settings)

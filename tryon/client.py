@@ -333,7 +333,8 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
     def run(self, inputs: SegmentationInput, /, *, timeout_s: float | None = None) -> SegmentationOutput:
         reply = self._call(
             "Segment",
-            segmentation_pb2.SegmentRequest(
+            protocol.build(
+                segmentation_pb2.SegmentRequest,
                 person=self._image(inputs.person),
                 category=protocol.category_to_proto(inputs.category),
                 wire_version=self.settings.wire_version,
@@ -356,8 +357,10 @@ class PoseClient(StageClient[PoseInput, PoseOutput]):
     def run(self, inputs: PoseInput, /, *, timeout_s: float | None = None) -> PoseOutput:
         reply = self._call(
             "Estimate",
-            pose_pb2.EstimatePoseRequest(
-                person=self._image(inputs.person), wire_version=self.settings.wire_version
+            protocol.build(
+                pose_pb2.EstimatePoseRequest,
+                person=self._image(inputs.person),
+                wire_version=self.settings.wire_version,
             ),
             timeout_s=timeout_s,
         )
@@ -374,7 +377,8 @@ class WarpClient(StageClient[WarpInput, WarpOutput]):
 
     def run(self, inputs: WarpInput, /, *, timeout_s: float | None = None) -> WarpOutput:
         height, width = inputs.target_size
-        request = warp_pb2.WarpGarmentRequest(
+        request = protocol.build(
+            warp_pb2.WarpGarmentRequest,
             garment=self._image(inputs.garment),
             pose=protocol.keypoints_to_proto(inputs.keypoints),
             target_width=width,
@@ -402,7 +406,8 @@ class InpaintClient(StageClient[InpaintInput, InpaintOutput]):
     stage, service, stub_class = "inpaint", STAGE_TABLE["inpaint"].service, inpaint_pb2_grpc.InpaintStub
 
     def run(self, inputs: InpaintInput, /, *, timeout_s: float | None = None) -> InpaintOutput:
-        request = inpaint_pb2.InpaintRequest(
+        request = protocol.build(
+            inpaint_pb2.InpaintRequest,
             person=self._image(inputs.person),
             clothing_mask=self._mask(inputs.clothing_mask),
             category=protocol.category_to_proto(inputs.category),
@@ -436,7 +441,8 @@ class BlendClient(StageClient[BlendInput, BlendOutput]):
     stage, service, stub_class = "blend", STAGE_TABLE["blend"].service, blend_pb2_grpc.BlendStub
 
     def run(self, inputs: BlendInput, /, *, timeout_s: float | None = None) -> BlendOutput:
-        request = blend_pb2.BlendRequest(
+        request = protocol.build(
+            blend_pb2.BlendRequest,
             person=self._image(inputs.person),
             clothing_mask=self._mask(inputs.clothing_mask),
             face_mask=self._mask(inputs.face_mask),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import Message
 from PIL import Image
 
 from tryon import imaging
@@ -26,6 +27,8 @@ from tryon.types import (
     StageInputError,
 )
 from tryon.v1 import common_pb2
+
+M = TypeVar("M", bound=Message)
 
 _CATEGORY_TO_PROTO = {
     GarmentCategory.UPPER_BODY: common_pb2.GARMENT_CATEGORY_UPPER_BODY,
@@ -50,6 +53,17 @@ BITMASK_MEDIA_TYPE = "image/x-bitmask"
 RAW_DEFLATE_MEDIA_TYPE = "image/x-raw-deflate"
 #: zlib level 1: level 6 makes label maps half as small again at three times the cost.
 DEFLATE_LEVEL = 1
+
+
+def build(message_type: type[M], **fields: Any) -> M:
+    """``message_type(**fields)``, with the message-valued fields copied in by ``CopyFrom``: upb's
+    constructor copies a nested message of megabytes several times slower (0.8 ms against 0.1 ms for a
+    1024 x 768 raw image)."""
+    nested = {name: value for name, value in fields.items() if isinstance(value, Message)}
+    message = message_type(**{name: value for name, value in fields.items() if name not in nested})
+    for name, value in nested.items():
+        getattr(message, name).CopyFrom(value)
+    return message
 
 
 def image_to_proto(image: npt.NDArray[np.uint8], wire: WireFormat = "png") -> common_pb2.Image:
@@ -149,12 +163,18 @@ def _bounded_nearest(mask: Mask, max_side: int | None) -> Mask:
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def is_raw_rgb(message: common_pb2.Image) -> bool:
-    """Whether ``message`` is image/x-raw pixels of exactly 3 channels (RGB, no alpha to keep)."""
-    return (
-        message.media_type == imaging.RAW_MEDIA_TYPE
-        and len(message.data) == 3 * message.width * message.height
-    )
+def image_as_sent_from_proto(
+    message: common_pb2.Image, *, field: str, max_side: int | None = None
+) -> npt.NDArray[np.uint8]:
+    """An RGB or RGBA image as sent: raw RGB pixels stay RGB (an opaque alpha would only cost a copy),
+    everything else is decoded as RGBA. ``data`` is read once: each read of a bytes field copies it."""
+    if message.media_type == imaging.RAW_MEDIA_TYPE:
+        data = message.data
+        mode: imaging.ColourMode = "RGB" if len(data) == 3 * message.width * message.height else "RGBA"
+        return imaging.decode_raw(
+            data, message.width, message.height, field=field, mode=mode, max_side=max_side
+        )
+    return image_from_proto(message, field=field, mode="RGBA", max_side=max_side)
 
 
 def _check_raw_size(message: common_pb2.Image, *, field: str) -> None:
@@ -211,7 +231,8 @@ def mask_from_proto(
         return mask  # 0/255 by construction
     # Masks may arrive anti-aliased or JPEG-compressed: below 128 is outside. Values above are kept: the
     # lite stages carry surface kinds in the clothing mask's values (tryon.vision.mask_kinds).
-    return np.where(mask >= 128, mask, 0).astype(np.uint8)
+    # cv2.threshold's TOZERO is that, in one pass (np.where made two temporaries of the frame).
+    return cv2.threshold(mask, 127, 255, cv2.THRESH_TOZERO)[1]
 
 
 # ---------------------------------------------------------------------------------------------- patches
@@ -237,9 +258,7 @@ def patch_to_proto(
     rows, cols = changed_box(image, base)
     if rows.stop == rows.start:
         return common_pb2.ImagePatch(image=common_pb2.Image(media_type=imaging.RAW_MEDIA_TYPE))
-    return common_pb2.ImagePatch(
-        image=image_to_proto(np.ascontiguousarray(image[rows, cols]), wire), x=cols.start, y=rows.start
-    )
+    return common_pb2.ImagePatch(image=image_to_proto(image[rows, cols], wire), x=cols.start, y=rows.start)
 
 
 def patch_from_proto(
@@ -251,18 +270,34 @@ def patch_from_proto(
 ) -> npt.NDArray[np.uint8]:
     """The full frame: a copy of ``base`` with the patch written at its place (checked to fit)."""
     frame = base.copy()
-    if message.image.width == 0 and message.image.height == 0 and not message.image.data:
+    image = message.image
+    if image.width == 0 and image.height == 0 and not image.data:
         return frame
-    patch = image_from_proto(message.image, field=f"{field}.image", mode=mode)
-    height, width = patch.shape[:2]
+    pixels = _raw_view(image, channels=frame.shape[2] if frame.ndim == 3 else 1)
+    if pixels is None:  # another encoding, or channels to convert: decode it first
+        pixels = image_from_proto(image, field=f"{field}.image", mode=mode)
+    height, width = pixels.shape[:2]
     if message.x + width > frame.shape[1] or message.y + height > frame.shape[0]:
         raise StageInputError(
             f"{field}: a {width}x{height} patch at ({message.x}, {message.y}) does not fit the "
             f"{frame.shape[1]}x{frame.shape[0]} image",
             field=field,
         )
-    frame[message.y : message.y + height, message.x : message.x + width] = patch
+    frame[message.y : message.y + height, message.x : message.x + width] = pixels.reshape(
+        height, width, *frame.shape[2:]
+    )
     return frame
+
+
+def _raw_view(message: common_pb2.Image, *, channels: int) -> npt.NDArray[np.uint8] | None:
+    """The pixels of an image/x-raw image of ``channels`` channels as a read-only (H, W, C) view of its
+    bytes (no copy: a patch is written into its frame straight from it); None for anything else."""
+    if message.media_type != imaging.RAW_MEDIA_TYPE or message.width <= 0 or message.height <= 0:
+        return None
+    data = message.data
+    if len(data) != channels * message.width * message.height:
+        return None
+    return np.frombuffer(data, np.uint8).reshape(message.height, message.width, channels)
 
 
 def require_size(image: npt.NDArray[np.uint8], shape: tuple[int, int], *, field: str) -> None:

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from tryon.backends import create_backend
+from tryon.memory import retain_freed_memory
 from tryon.native_logs import routed_native_logs
 from tryon.observability import setup_tracing
 from tryon.runtime import StageServer, configure_logging, exit_process, serve
@@ -61,6 +62,7 @@ def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
 
 
 def main(stage: str, argv: list[str] | None = None) -> None:
+    retain_freed_memory()  # every call's megabyte buffers reused, not re-faulted (tryon/memory.py)
     try:
         server = build_server(stage, argv)
     except ModelUnavailableError as error:

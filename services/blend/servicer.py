@@ -43,8 +43,10 @@ class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.Blend
             BlendInput(person=person, generated=generated, clothing_mask=clothing_mask, face_mask=face_mask)
         )
         if request.wire_version >= 2:
-            return blend_pb2.BlendResponse(image_patch=protocol.patch_to_proto(result.image, person, wire))
-        return blend_pb2.BlendResponse(image=protocol.image_to_proto(result.image, wire))
+            return protocol.build(
+                blend_pb2.BlendResponse, image_patch=protocol.patch_to_proto(result.image, person, wire)
+            )
+        return protocol.build(blend_pb2.BlendResponse, image=protocol.image_to_proto(result.image, wire))
 
 
 def _require_working_size(person: common_pb2.Image) -> None:

@@ -58,7 +58,7 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
                     )
                 elif kind == "result":
                     result = self._encode(value, inputs.person, wire, request.wire_version)
-                    yield inpaint_pb2.InpaintStreamResponse(result=result)
+                    yield protocol.build(inpaint_pb2.InpaintStreamResponse, result=result)
                     return
                 else:
                     raise value
@@ -124,10 +124,10 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
         result: InpaintOutput, person: RGBImage, wire: protocol.WireFormat, version: int
     ) -> inpaint_pb2.InpaintResponse:
         if version >= 2:  # only what differs from the caller's person photo
-            return inpaint_pb2.InpaintResponse(
-                image_patch=protocol.patch_to_proto(result.image, person, wire)
+            return protocol.build(
+                inpaint_pb2.InpaintResponse, image_patch=protocol.patch_to_proto(result.image, person, wire)
             )
-        return inpaint_pb2.InpaintResponse(image=protocol.image_to_proto(result.image, wire))
+        return protocol.build(inpaint_pb2.InpaintResponse, image=protocol.image_to_proto(result.image, wire))
 
 
 def binding(backend: StageBackend[InpaintInput, InpaintOutput]) -> ServiceBinding:

@@ -24,7 +24,8 @@ class SegmentationServicer(
             SegmentationInput(person=person, category=protocol.category_from_proto(request.category))
         )
         version = request.wire_version
-        return segmentation_pb2.SegmentResponse(
+        return protocol.build(
+            segmentation_pb2.SegmentResponse,
             label_map=protocol.label_map_to_proto(result.label_map, wire, version),
             clothing_mask=protocol.mask_to_proto(result.clothing_mask, wire, version),
             face_mask=protocol.mask_to_proto(result.face_mask, wire, version),

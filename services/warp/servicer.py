@@ -38,12 +38,8 @@ class WarpServicer(StageServicer[WarpInput, WarpOutput], warp_pb2_grpc.WarpServi
                 field="target_width",
             )
         # An RGB garment stays RGB: adding an opaque alpha only costs a copy (the backend ignores it).
-        opaque = protocol.is_raw_rgb(request.garment)
-        garment = protocol.image_from_proto(
-            request.garment,
-            field="garment",
-            mode="RGB" if opaque else "RGBA",
-            max_side=imaging.GARMENT_LONG_SIDE,
+        garment = protocol.image_as_sent_from_proto(
+            request.garment, field="garment", max_side=imaging.GARMENT_LONG_SIDE
         )
         wire = protocol.wire_of(request.garment)  # answer in the caller's image format
         result = self.backend.run(

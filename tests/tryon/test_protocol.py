@@ -158,3 +158,65 @@ def test_a_patch_outside_the_frame_is_an_input_error() -> None:
     message.x = 5
     with pytest.raises(StageInputError, match=r"^generated_patch: a 20x20 patch at \(5, 0\) does not fit"):
         protocol.patch_from_proto(message, field="generated_patch", base=frame)
+
+
+def _converted_as_before(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """Raw decoding's channel conversion as it was written before it was made copy-free (the reference)."""
+    channels = pixels.shape[2]
+    grey = pixels[..., 0]
+    rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3]
+    if mode == "L":
+        weights = np.array([0.299, 0.587, 0.114])
+        return grey if channels == 1 else np.round(rgb @ weights).astype(np.uint8)
+    if mode == "RGB":
+        return rgb
+    alpha = pixels[..., 3] if channels == 4 else np.full(pixels.shape[:2], 255, np.uint8)
+    return np.dstack([rgb, alpha])
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_raw_images_convert_channels_exactly_into_writable_arrays(channels: int, mode: str) -> None:
+    pixels = RNG.integers(0, 256, (9, 7, channels), dtype=np.uint8)
+    message = common_pb2.Image(
+        data=pixels.tobytes(), media_type=protocol.imaging.RAW_MEDIA_TYPE, width=7, height=9
+    )
+    decoded = protocol.image_from_proto(message, field="image", mode=mode)  # type: ignore[arg-type]
+    expected = _converted_as_before(pixels, mode)
+    if mode == "L" and channels > 1:  # OpenCV's fixed-point grey: within one level of the float formula
+        assert decoded.shape == expected.shape
+        assert np.abs(decoded.astype(int) - expected).max() <= 1
+    else:
+        np.testing.assert_array_equal(decoded, expected)
+    decoded[0, 0] = 1  # the caller owns it
+
+
+def test_garments_keep_their_channels_and_patches_of_other_channels_are_converted() -> None:
+    rgb = RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    raw_rgb = protocol.image_to_proto(rgb, "raw")
+    assert protocol.image_as_sent_from_proto(raw_rgb, field="garment").shape == (6, 5, 3)
+    rgba = np.dstack([rgb, np.full((6, 5), 7, np.uint8)])
+    for wire in ("raw", "png"):
+        decoded = protocol.image_as_sent_from_proto(protocol.image_to_proto(rgba, wire), field="garment")
+        np.testing.assert_array_equal(decoded, rgba)
+    # An RGB patch over an RGBA frame (a caller's choice) is opaque where it lies.
+    frame = np.zeros((10, 10, 4), np.uint8)
+    patch = common_pb2.ImagePatch(image=raw_rgb, x=2, y=3)
+    rebuilt = protocol.patch_from_proto(patch, field="p", base=frame, mode="RGBA")
+    np.testing.assert_array_equal(rebuilt[3:9, 2:7], np.dstack([rgb, np.full((6, 5), 255, np.uint8)]))
+    assert not rebuilt[:3].any() and not rebuilt[:, :2].any()
+
+
+def test_build_makes_the_message_the_constructor_makes() -> None:
+    from tryon.v1 import blend_pb2
+
+    person = protocol.image_to_proto(RNG.integers(0, 256, (8, 6, 3), dtype=np.uint8), "raw")
+    fields = {
+        "person": person,
+        "wire_version": 2,
+        "generated_patch": common_pb2.ImagePatch(image=person, x=1),
+    }
+    built = protocol.build(blend_pb2.BlendRequest, **fields)
+    assert built == blend_pb2.BlendRequest(**fields)
+    assert built.SerializeToString() == blend_pb2.BlendRequest(**fields).SerializeToString()
+    assert not built.HasField("face_mask")  # fields not given stay unset
