@@ -27,6 +27,7 @@ from tryon.types import (
     StageInputError,
 )
 from tryon.v1 import common_pb2
+from tryon.vision import mask_kinds
 
 M = TypeVar("M", bound=Message)
 
@@ -230,9 +231,14 @@ def mask_from_proto(
     if message.media_type == BITMASK_MEDIA_TYPE:
         return mask  # 0/255 by construction
     # Masks may arrive anti-aliased or JPEG-compressed: below 128 is outside. Values above are kept: the
-    # lite stages carry surface kinds in the clothing mask's values (tryon.vision.mask_kinds).
+    # lite stages carry surface kinds in the clothing mask's values (tryon.vision.mask_kinds), and so is the
+    # one kind below 128, the backdrop (outside the edit, the source of the off-body fill).
     # cv2.threshold's TOZERO is that, in one pass (np.where made two temporaries of the frame).
-    return cv2.threshold(mask, 127, 255, cv2.THRESH_TOZERO)[1]
+    kept = cv2.threshold(mask, 127, 255, cv2.THRESH_TOZERO)[1]
+    backdrop = mask == mask_kinds.BACKDROP
+    if backdrop.any():
+        kept[backdrop] = mask_kinds.BACKDROP
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------- patches

@@ -8,6 +8,7 @@ import pytest
 from tryon import protocol
 from tryon.types import GarmentCategory, GenerationOptions, StageInputError
 from tryon.v1 import common_pb2
+from tryon.vision import mask_kinds
 
 
 def test_keypoints_round_trip() -> None:
@@ -54,8 +55,11 @@ def test_masks_are_thresholded_and_size_checked() -> None:
     mask = np.zeros((20, 30), np.uint8)
     mask[5:10, 5:10] = 200
     mask[12:15, 5:10] = 90  # below 128: outside
+    mask[16:18, 5:10] = mask_kinds.BACKDROP  # the one kind below 128: kept
     decoded = protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 30))
-    assert set(np.unique(decoded)) == {0, 200}  # values above 127 (the lite surface kinds) are kept
+    # Values above 127 (the lite surface kinds) and the backdrop kind are kept; the rest is outside.
+    assert set(np.unique(decoded)) == {0, mask_kinds.BACKDROP, 200}
+    assert (decoded[12:15, 5:10] == 0).all()
     with pytest.raises(StageInputError, match="clothing_mask: mask is 30x20 but the person image is 40x20"):
         protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 40))
 
