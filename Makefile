@@ -48,7 +48,7 @@ format:
 typecheck:  ## mypy over tryon, services, orchestrator and gateway ([tool.mypy] in pyproject.toml)
 	$(BIN)/mypy
 
-test: lint  ## the default suite (what .ci/run runs first)
+test: lint typecheck  ## the default suite (what .ci/run runs first)
 	$(BIN)/python -m pytest -m "not slow and not gpu and not e2e" -q
 
 test-slow:  ## the slow suites (also run by .ci/run); pytest's exit 5 means none are selected

@@ -62,6 +62,7 @@ from tryon.v1 import (
     warp_pb2,
     warp_pb2_grpc,
 )
+from tryon.vision.images import shrunk_size
 from tryon.vision.openpose import draw_openpose
 
 In = TypeVar("In")
@@ -342,7 +343,7 @@ class SegmentationClient(StageClient[SegmentationInput, SegmentationOutput]):
             timeout_s=timeout_s,
         )
         # The service works at (and answers in) the working resolution: a larger photo comes back smaller.
-        shape = imaging.bounded_size(*inputs.person.shape[:2], imaging.WORKING_LONG_SIDE)
+        shape = shrunk_size(inputs.person.shape[0], inputs.person.shape[1], imaging.WORKING_LONG_SIDE)
         return SegmentationOutput(
             label_map=protocol.image_from_proto(reply.label_map, field="label_map", mode="L"),
             clothing_mask=protocol.mask_from_proto(reply.clothing_mask, field="clothing_mask", shape=shape),

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tryon.types import StageInputError
+from tryon.vision.images import shrunk_size
 
 #: Larger than any photo a phone takes (50 MP) and far below what would exhaust memory. Checked from the
 #: image header, before any pixel is decoded.
@@ -70,7 +71,8 @@ def decode_image(
                 _check_pixels(probe.width, probe.height, field)
                 if max_side is not None and max(probe.size) > max_side and probe.format == "JPEG":
                     # Decode at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling): memory follows the output.
-                    probe.draft(probe.mode, _bounded_wh(probe.width, probe.height, max_side))
+                    draft_height, draft_width = shrunk_size(probe.height, probe.width, max_side)
+                    probe.draft(probe.mode, (draft_width, draft_height))
                 converted = _convert(ImageOps.exif_transpose(probe), mode)
                 if max_side is not None and max(converted.size) > max_side:
                     height, width = working_size(converted.height, converted.width, max_side)
@@ -208,18 +210,6 @@ def encode_png(image: npt.NDArray[np.uint8], *, compression: int = 1) -> bytes:
     if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays, rejected above
         raise ValueError("PNG encoding failed")
     return buffer.tobytes()
-
-
-def bounded_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """The (height, width) an image takes when scaled down to fit ``max_side`` (unchanged if it fits)."""
-    if max(height, width) <= max_side:
-        return height, width
-    return working_size(height, width, max_side)
-
-
-def _bounded_wh(width: int, height: int, max_side: int) -> tuple[int, int]:
-    bounded_height, bounded_width = bounded_size(height, width, max_side)
-    return bounded_width, bounded_height
 
 
 def working_size(height: int, width: int, long_side: int = WORKING_LONG_SIDE) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from tryon.types import (
 )
 from tryon.v1 import common_pb2
 from tryon.vision import mask_kinds
+from tryon.vision.images import shrunk_size
 
 M = TypeVar("M", bound=Message)
 
@@ -36,7 +37,7 @@ _CATEGORY_TO_PROTO = {
     GarmentCategory.LOWER_BODY: common_pb2.GARMENT_CATEGORY_LOWER_BODY,
     GarmentCategory.DRESS: common_pb2.GARMENT_CATEGORY_DRESS,
 }
-_CATEGORY_FROM_PROTO = {value: key for key, value in _CATEGORY_TO_PROTO.items()}
+_CATEGORY_FROM_PROTO: dict[int, GarmentCategory] = {value: key for key, value in _CATEGORY_TO_PROTO.items()}
 _CATEGORY_FROM_PROTO[common_pb2.GARMENT_CATEGORY_UNSPECIFIED] = GarmentCategory.UPPER_BODY
 
 
@@ -160,7 +161,7 @@ def long_side(message: common_pb2.Image) -> int:
 def _bounded_nearest(mask: Mask, max_side: int | None) -> Mask:
     if max_side is None or max(mask.shape) <= max_side:
         return mask
-    height, width = imaging.bounded_size(mask.shape[0], mask.shape[1], max_side)
+    height, width = shrunk_size(mask.shape[0], mask.shape[1], max_side)
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 

@@ -20,7 +20,7 @@ class BlendServicer(StageServicer[BlendInput, BlendOutput], blend_pb2_grpc.Blend
             _require_working_size(request.person)
         person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
-        shape = person.shape[:2]
+        shape = (person.shape[0], person.shape[1])
         if request.HasField("generated_patch"):
             generated = protocol.patch_from_proto(
                 request.generated_patch, field="generated_patch", base=person

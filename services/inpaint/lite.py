@@ -90,7 +90,7 @@ class LiteInpaint:
         person = inputs.person
         values = inputs.clothing_mask
         mask = mask_kinds.edit_region(values)
-        rows, cols = _bounding_box(mask, margin=_margin(person.shape[:2]))
+        rows, cols = _bounding_box(mask, margin=_margin((person.shape[0], person.shape[1])))
 
         person_box = person[rows, cols]
         mask_box = mask[rows, cols]

@@ -81,7 +81,7 @@ class InpaintServicer(StageServicer[InpaintInput, InpaintOutput], inpaint_pb2_gr
             )
         person = protocol.image_from_proto(request.person, field="person", max_side=imaging.WORKING_LONG_SIDE)
         wire = protocol.wire_of(request.person)  # answer in the caller's image format
-        shape = person.shape[:2]
+        shape = (person.shape[0], person.shape[1])
         clothing_mask = protocol.mask_from_proto(
             request.clothing_mask, field="clothing_mask", shape=shape, max_side=imaging.WORKING_LONG_SIDE
         )

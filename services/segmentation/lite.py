@@ -184,7 +184,7 @@ class FaceFinder:
     @staticmethod
     def _fallback(body: PoseLandmarks, unit: float) -> FaceResult | None:
         """A face ellipse from the pose's eyes, ears and mouth, for when FaceMesh finds no face."""
-        p = body.points.astype(np.float64)
+        p = np.asarray(body.points, np.float64)
         eyes_mid = (p[LEFT_EYE] + p[RIGHT_EYE]) / 2
         mouth_mid = (p[MOUTH_LEFT] + p[MOUTH_RIGHT]) / 2
         down = mouth_mid - eyes_mid
@@ -194,14 +194,17 @@ class FaceFinder:
         width = max(float(np.hypot(*(p[LEFT_EAR] - p[RIGHT_EAR]))), 2.2 * length, 0.3 * unit)
         centre = eyes_mid + 0.45 * down
         angle = float(np.degrees(np.arctan2(down[1], down[0]))) - 90.0
-        outline = cv2.ellipse2Poly(
-            (round(centre[0]), round(centre[1])),
-            (round(width * 0.5), round(length * 1.6)),
-            round(angle),
-            0,
-            360,
-            10,
-        ).astype(np.float64)
+        outline = np.asarray(
+            cv2.ellipse2Poly(
+                (round(centre[0]), round(centre[1])),
+                (round(width * 0.5), round(length * 1.6)),
+                round(angle),
+                0,
+                360,
+                10,
+            ),
+            np.float64,
+        )
         return FaceResult(outline=outline, skin=None)
 
 
@@ -344,8 +347,8 @@ class LiteSegmentation:
         return SegmentationOutput(
             label_map=label_map,
             clothing_mask=clothing,
-            face_mask=face_mask.astype(np.uint8) * 255,
-            person_mask=person_mask.astype(np.uint8) * 255,
+            face_mask=face_mask.astype(np.uint8) * np.uint8(255),
+            person_mask=person_mask.astype(np.uint8) * np.uint8(255),
         )
 
     def _person_mask(self, person: RGBImage, shapes: BodyShapes) -> BoolMask:

@@ -149,7 +149,9 @@ def refuse_person_photo(garment: npt.NDArray[np.uint8]) -> None:
     if garment.shape[2] == 4 and garment[..., 3].min() < 250:
         return  # a cut-out: no backdrop to compare with
     if _face_cascade is None:
-        _face_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        _face_cascade = cv2.CascadeClassifier(
+            cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+        )
     small = downscale(np.ascontiguousarray(garment[..., :3]), PERSON_CHECK_LONG_SIDE)
     gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
     width = gray.shape[1]

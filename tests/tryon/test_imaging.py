@@ -9,6 +9,7 @@ from PIL import Image
 from tests.imagegen import png_header_only
 from tryon import imaging
 from tryon.types import StageInputError
+from tryon.vision.images import shrunk_size
 
 
 def _jpeg_with_orientation(array: np.ndarray, orientation: int) -> bytes:
@@ -128,5 +129,5 @@ def test_max_side_scales_encoded_and_raw_images_down_while_decoding() -> None:
     assert mask.shape == (768, 1024)
     small = imaging.encode_png(photo[:300, :400])
     assert imaging.decode_image(small, max_side=1024).shape == (300, 400, 3)  # never scaled up
-    assert imaging.bounded_size(3000, 4000, 1024) == (768, 1024)
-    assert imaging.bounded_size(300, 400, 1024) == (300, 400)
+    assert shrunk_size(3000, 4000, 1024) == (768, 1024)
+    assert shrunk_size(300, 400, 1024) == (300, 400)
