@@ -188,6 +188,10 @@ def _connect_signals(app: Celery, settings: WorkerSettings) -> None:
     @signals.worker_init.connect(weak=False)
     def on_worker_init(**_: Any) -> None:
         """Main process, before the pool starts: warnings, /metrics, the local-storage sweeper."""
+        from tryon.memory import retain_freed_memory
+
+        # The pool processes inherit it: each job's megabyte gRPC messages reuse memory (tryon/memory.py).
+        retain_freed_memory()
         for problem in settings.problems():
             log.warning("settings: %s", problem)
         if settings.worker_metrics_port:
