@@ -146,6 +146,12 @@ def timed(run: Callable[[Any], object], argument: object) -> float:
     return time.perf_counter() - started
 
 
+def process_memory_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a process in MB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return tuple(int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -221,6 +227,7 @@ def main() -> int:
                     chain_times[path].append(timings["total"])
                     for stage in STAGES:
                         in_chain[stage][path].append(timings[stage])
+        memory = {stage: process_memory_mb(service.process.pid) for stage, service in services["v2"].items()}
         for path_clients in clients.values():
             for client in path_clients.values():
                 client.close()
@@ -252,6 +259,16 @@ def main() -> int:
         combined_ms = statistics.median(chain_times["v2-pa"]) * 1000
         print(f"| chain, segmentation + pose in one process | | | | {combined_ms:.1f} | | | "
               f"{combined_ms - here:+.1f} | {combined_ms / here:.2f}x |")  # fmt: skip
+    retained = (
+        "kept for reuse"
+        if StageSettings().retain_freed_memory
+        else "returned (TRYON_RETAIN_FREED_MEMORY=false)"
+    )
+    print(f"\nv2 services' memory after the runs (freed memory {retained}):\n")
+    print("| stage | RSS MB | peak RSS MB |")
+    print("|---|---:|---:|")
+    for stage, (rss, peak) in memory.items():
+        print(f"| {stage} | {rss:.0f} | {peak:.0f} |")
     print("\nInside the chain (median ms per stage; segmentation and pose run concurrently):\n")
     print("| stage | " + " | ".join(paths) + " |")
     print("|---|" + "---:|" * len(paths))

@@ -62,13 +62,14 @@ def build_server(stage: str, argv: list[str] | None = None) -> StageServer:
 
 
 def main(stage: str, argv: list[str] | None = None) -> None:
-    retain_freed_memory()  # every call's megabyte buffers reused, not re-faulted (tryon/memory.py)
     try:
         server = build_server(stage, argv)
     except ModelUnavailableError as error:
         # `--backend full` without its weights or packages: one line saying what to do, not a traceback.
         log.error("%s", error)
         sys.exit(EXIT_NO_MODEL)
+    if server.settings.retain_freed_memory:
+        retain_freed_memory()  # every call's megabyte buffers reused, not re-faulted (tryon/memory.py)
     with routed_native_logs(keep_native=server.settings.log_level == "DEBUG"):
         status = serve(server)
     exit_process(status)

@@ -89,6 +89,9 @@ class StageSettings(BaseSettings):
     max_connection_age_grace_s: float = Field(default=600.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    #: Keep freed memory for reuse (tryon/memory.py): each call's megabyte buffers are not faulted in
+    #: afresh. Resident memory then stays near the process's peak; turn off where memory is tighter than time.
+    retain_freed_memory: bool = True
 
 
 def load_stage_settings(**overrides: Any) -> StageSettings:
