@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -35,7 +35,7 @@ router = APIRouter(
 
 IDEMPOTENCY_PREFIX = "tryon:idempotency:"
 #: How long a claimed Idempotency-Key waits for its job to be created (a submission takes well under this).
-PENDING_TTL_S = 120
+PENDING_TTL_S = 30
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 #: After deleting a job that was running, its prefix is deleted again this much later: a worker that was
 #: mid-stage may still write the result before it notices the cancellation.
@@ -286,7 +286,8 @@ async def submit(
         record = await _create_job(gateway, submission, options)
     except BaseException:
         if idempotency is not None:
-            await idempotency.release()
+            # The client retries with the same key: it must be free again, not pending until its TTL.
+            await _until_done(gateway, "releasing an Idempotency-Key", idempotency.release)
         raise
     if idempotency is not None:
         await idempotency.complete(record.id)
@@ -347,8 +348,32 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
     return record
 
 
-#: How long the gateway keeps trying to delete the record of a job it could not queue (Redis restarting).
-DISCARD_RETRY_S = 60.0
+#: How long the gateway keeps retrying a clean-up that Redis refused (Redis restarting).
+CLEANUP_RETRY_S = 60.0
+
+
+async def _until_done(gateway: Gateway, what: str, action: Callable[[], Awaitable[None]]) -> None:
+    """Run a clean-up now; if it fails (Redis or the storage down), keep retrying it in the background for
+    up to :data:`CLEANUP_RETRY_S` rather than failing the request it belongs to or forgetting it."""
+    try:
+        await action()
+        return
+    except Exception as error:
+        log.warning("%s failed (%s); retrying in the background", what, error)
+
+    async def retry() -> None:
+        deadline = time.monotonic() + CLEANUP_RETRY_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            try:
+                await action()
+                log.info("%s: done", what)
+                return
+            except Exception:
+                continue
+        log.error("%s: still failing after %.0f s; given up", what, CLEANUP_RETRY_S)
+
+    gateway.spawn(retry())
 
 
 async def _discard_unqueued(gateway: Gateway, job_id: str) -> None:
@@ -363,25 +388,7 @@ async def _discard_unqueued(gateway: Gateway, job_id: str) -> None:
         gateway.store.delete(job_id)
         gateway.storage.delete_prefix(job_prefix(job_id))
 
-    try:
-        await run_in_threadpool(discard)
-        return
-    except Exception as error:
-        log.warning("deleting unqueued job %s failed (%s); retrying in the background", job_id, error)
-
-    async def retry() -> None:
-        deadline = time.monotonic() + DISCARD_RETRY_S
-        while time.monotonic() < deadline:
-            await asyncio.sleep(1.0)
-            try:
-                await run_in_threadpool(discard)
-                log.info("deleted unqueued job %s", job_id)
-                return
-            except Exception:
-                continue
-        log.error("job %s: could not be queued nor deleted; its record stays queued", job_id)
-
-    gateway.spawn(retry())
+    await _until_done(gateway, f"deleting unqueued job {job_id}", lambda: run_in_threadpool(discard))
 
 
 async def _clean_person(data: bytes) -> bytes:

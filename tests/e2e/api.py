@@ -74,7 +74,12 @@ def submit(
         if reply is not None and reply.status_code == 202:
             document = reply.json()
             return Submitted(document["id"], started, retries, answers, document)
-        if reply is not None and reply.status_code not in RETRYABLE:
+        # 409 idempotency-in-progress: an earlier attempt with this key is still being processed (or its
+        # clean-up waits for Redis); the answer says to retry shortly.
+        in_progress = (
+            reply is not None and reply.status_code == 409 and "idempotency-in-progress" in reply.text
+        )
+        if reply is not None and reply.status_code not in RETRYABLE and not in_progress:
             raise AssertionError(f"submission refused: {reply.status_code} {reply.text[:500]}")
         retries += 1
         if time.monotonic() > deadline:

@@ -499,3 +499,36 @@ def test_person_from_reuses_an_earlier_jobs_photo(
         assert "send the person photo again" in body["detail"]
         # Deleting the first job leaves the second one's copy alone.
         assert storage.exists(input_key(job["id"], "person"))
+
+
+def test_a_clean_up_that_redis_refuses_is_retried_in_the_background() -> None:
+    """Releasing an Idempotency-Key or deleting an unqueued job while Redis restarts: the request is answered
+    at once and the clean-up lands once Redis is back (else the key stays pending and retries get 409)."""
+    import asyncio
+
+    import redis as redis_client
+
+    from gateway.routes.tryon import _until_done
+
+    attempts: list[float] = []
+
+    async def flaky_release() -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            raise redis_client.ConnectionError("Connection closed by server.")
+
+    class Background:
+        def __init__(self) -> None:
+            self.tasks: set[asyncio.Future[None]] = set()
+
+        def spawn(self, coroutine) -> None:  # type: ignore[no-untyped-def]
+            self.tasks.add(asyncio.ensure_future(coroutine))
+
+    async def scenario() -> None:
+        background = Background()
+        await _until_done(background, "releasing a key", flaky_release)  # type: ignore[arg-type]
+        assert len(attempts) == 1  # answered at once; the rest happens in the background
+        await asyncio.wait_for(asyncio.gather(*background.tasks), timeout=10)
+
+    asyncio.run(scenario())
+    assert len(attempts) == 3
