@@ -123,7 +123,7 @@ class GarmentWarper:
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
         pairs = body_targets(landmarks, inputs.keypoints, inputs.category)
-        warped = warp_to_person(garment_rgb, alpha, pairs, (height, width))
+        warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width))
         return WarpOutput(
             warped_garment=warped,
             garment_landmarks={name: (float(x), float(y)) for name, (x, y) in landmarks.items()},
@@ -649,6 +649,94 @@ def _along(chain: list[npt.NDArray[np.float64]], length: float) -> npt.NDArray[n
             return start + (end - start) * (length / segment)
         length -= segment
     return np.asarray(chain[-1], np.float64)
+
+
+def warp_in_layers(
+    rgb: npt.NDArray[np.uint8],
+    alpha: npt.NDArray[np.uint8],
+    landmarks: dict[str, Point],
+    pairs: list[tuple[Point, npt.NDArray[np.float64]]],
+    target_size: tuple[int, int],
+) -> npt.NDArray[np.uint8]:
+    """The garment in the person frame, its sleeves warped as layers of their own.
+
+    One spline through the torso's and the sleeves' control points shears the torso wherever a sleeve is
+    pulled along its arm (arms down: the torso's side under the sleeve is dragged down and in, leaving the
+    body's side bare). So each sleeve (the silhouette beyond the torso's side, joined to the sleeve's tip)
+    is cut off at the torso's side and turned about its seam onto its arm, at the torso's scale; the torso
+    is bent by the spline without the sleeve pairs; the sleeves are laid over it.
+    """
+    sleeves = {
+        name: target
+        for name in ("left_sleeve", "right_sleeve")
+        if name in landmarks
+        for point, target in pairs
+        if point == landmarks[name]
+    }
+    if not sleeves:
+        return warp_to_person(rgb, alpha, pairs, target_size)
+    left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
+    axis = (left[0] + right[0]) / 2
+    torso_half = abs(right[0] - left[0]) / 2 / SHOULDER_FRACTION
+    scale = _scale(_similarity((left, right), (pairs[0][1], pairs[1][1])))  # the anchors come first
+    sleeve_points = {landmarks[name] for name in sleeves}
+    torso_pairs = [(point, target) for point, target in pairs if point not in sleeve_points]
+    torso_placement = ThinPlateSpline(
+        np.array([p for p, _ in torso_pairs], np.float64),
+        np.array([t for _, t in torso_pairs], np.float64),
+        regularization=1e-3,
+    )
+    columns = np.arange(alpha.shape[1])
+    torso_alpha = alpha.copy()
+    layers = []
+    for name, tip_target in sleeves.items():
+        sign = -1.0 if name == "left_sleeve" else 1.0
+        beyond = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
+        _, labels = cv2.connectedComponents(beyond.astype(np.uint8), connectivity=8)
+        tip = landmarks[name]
+        row = int(np.clip(round(tip[1]), 0, alpha.shape[0] - 1))
+        label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
+        if label == 0:
+            continue
+        sleeve = labels == label
+        torso_alpha[sleeve] = 0
+        # The seam's top (the torso's side at the shoulders' height) stays where the torso puts it; the
+        # sleeve turns about it towards its target on the arm, at the torso's scale (the sleeve's length
+        # was fitted along the arm, whose bend a rigid sleeve cannot follow).
+        pivot = np.array([axis + sign * torso_half, landmarks[name.replace("sleeve", "shoulder")][1]])
+        pivot_target = torso_placement(pivot[None])[0]
+        source_vector = complex(*np.subtract(tip, pivot))
+        target_vector = complex(*(tip_target - pivot_target))
+        if abs(source_vector) < 1.0 or abs(target_vector) < 1.0:
+            continue
+        turn = target_vector / source_vector
+        rotation = turn / abs(turn) * scale
+        matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
+        matrix[:, 2] = pivot_target - matrix[:, :2] @ pivot
+        layer = np.dstack([rgb, np.where(sleeve, alpha, 0).astype(np.uint8)])
+        layers.append(
+            cv2.warpAffine(
+                layer,
+                matrix,
+                (target_size[1], target_size[0]),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0, 0),
+            )
+        )
+    if not layers:
+        return warp_to_person(rgb, alpha, pairs, target_size)
+    out = warp_to_person(rgb, torso_alpha, torso_pairs, target_size).astype(np.float32)
+    for layer in layers:  # "over": the sleeves lie on the torso's sides (arms down)
+        top = layer.astype(np.float32)
+        top_alpha = top[..., 3:4] / 255.0
+        under_alpha = out[..., 3:4] / 255.0 * (1.0 - top_alpha)
+        out_alpha = top_alpha + under_alpha
+        mixed = top[..., :3] * top_alpha + out[..., :3] * under_alpha
+        out[..., :3] = mixed / np.maximum(out_alpha, 1e-6)
+        out[..., 3:4] = out_alpha * 255.0
+    warped = np.round(out).astype(np.uint8)
+    return cv2.bitwise_and(warped, warped, mask=cv2.extractChannel(warped, 3))
 
 
 def warp_to_person(

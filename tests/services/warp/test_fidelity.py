@@ -143,6 +143,17 @@ def test_sleeves_turn_towards_the_arms(warper: GarmentWarper) -> None:
     assert alpha[320:400, 160:240].mean() > 0.6  # the sleeve over the upper arm below the shoulder
 
 
+def test_sleeves_pulled_down_the_arms_leave_the_torso_its_width(warper: GarmentWarper) -> None:
+    # Arms down (elbows at x 240 / 528): one spline through torso and sleeve points dragged the torso's
+    # sides in under the sleeves (x 279-488 at the waist). As their own layers, the sleeves turn onto the
+    # arms and the torso keeps its width: the body's outline at the waist (~x 236-532) stays covered.
+    alpha = _warp(warper, draw_garment(GarmentCategory.UPPER_BODY), GarmentCategory.UPPER_BODY)
+    for y in (480, 520, 560):
+        assert alpha[y, 245:523].all(), y
+    assert alpha[400:440, 150:200].any()  # the sleeve reaches out over the upper arm
+    assert not alpha[400:440, :120].any()  # ... and not out into the air
+
+
 def test_print_keeps_its_scale(warper: GarmentWarper) -> None:
     garment = printed_garment(GarmentCategory.UPPER_BODY)
     inputs = WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET)
