@@ -118,10 +118,11 @@ def test_a_regular_top_ends_near_the_hip_band_and_a_crop_top_higher(warper: Garm
     regular_hem = np.flatnonzero(regular[:, centre].any(axis=1))[-1]
     crop_hem = np.flatnonzero(crop[:, centre].any(axis=1))[-1]
     torso = HIP_Y - SHOULDER_Y
-    # On the hip band, or a little below it where the print-preserving limit on squashing costs length.
-    assert HIP_BAND_Y - 0.1 * torso < regular_hem < HIP_BAND_Y + 0.45 * torso
+    # On the hip band, or below it where the print-preserving limit on squashing (VERTICAL_SCALE_RANGE)
+    # costs length: the drawn T-shirt is long for its width, so here it ends at the top of the thighs.
+    assert HIP_BAND_Y - 0.1 * torso < regular_hem < HIP_BAND_Y + 0.65 * torso
     assert crop_hem < regular_hem - 0.3 * torso
-    assert crop_hem < HIP_Y
+    assert crop_hem < HIP_BAND_Y  # (was < HIP_Y before the squash limit went from 0.7 to 0.85)
     # Width from the shoulders: the torso is covered between the hips at the waist.
     assert regular[500, 300:468].all()
 
