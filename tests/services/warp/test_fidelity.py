@@ -7,6 +7,7 @@ measures are those of bench/eval_lite.py (:mod:`tryon.vision.fidelity`).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -27,7 +28,7 @@ from tests.imagegen import (
     unevenly_lit_garment,
 )
 from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
-from tryon.vision.fidelity import garment_silhouette, print_match
+from tryon.vision.fidelity import garment_silhouette, print_match, sift
 
 TARGET = (1024, 768)
 SHOULDER_Y, HIP_Y, KNEE_Y, ANKLE_Y = 300, 620, 800, 980
@@ -166,6 +167,26 @@ def test_print_keeps_its_scale(warper: GarmentWarper) -> None:
     assert inliers >= 12
     silhouette_scale = float(np.sqrt(alpha.sum() / silhouette.sum()))
     assert 0.8 <= scale / silhouette_scale <= 1.25
+
+
+def test_a_print_is_squashed_by_at_most_the_limit(warper: GarmentWarper) -> None:
+    # The drawn T-shirt is long for its width: its hem on the hip band would squash it to ~55 % of its
+    # width's scale. The print keeps at least VERTICAL_SCALE_RANGE[0] (0.85) of it, seen by SIFT.
+    garment = printed_garment(GarmentCategory.UPPER_BODY)
+    warped = warper.run(WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET)).warped_garment
+    alpha = warped[..., 3] > 127
+    composite = np.where(alpha[..., None], warped[..., :3], 128).astype(np.uint8)
+    inner = cv2.erode(garment_silhouette(garment).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    kp_g, des_g = sift(cv2.cvtColor(garment, cv2.COLOR_RGB2GRAY), inner)
+    kp_r, des_r = sift(cv2.cvtColor(composite, cv2.COLOR_RGB2GRAY), alpha)
+    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(des_g, des_r, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+    source = np.array([kp_g[m.queryIdx].pt for m in good], np.float32)
+    target = np.array([kp_r[m.trainIdx].pt for m in good], np.float32)
+    matrix, inliers = cv2.estimateAffine2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+    assert matrix is not None and inliers.sum() >= 12
+    horizontal, vertical = np.hypot(*matrix[:, 0]), np.hypot(*matrix[:, 1])
+    assert vertical / horizontal > 0.87  # 0.80 with the former limit of 0.7
 
 
 def test_trousers_are_warped_per_leg_and_keep_the_gap(warper: GarmentWarper) -> None:
