@@ -715,30 +715,42 @@ def warp_in_layers(
         rotation = turn / abs(turn) * scale
         matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
         matrix[:, 2] = pivot_target - matrix[:, :2] @ pivot
-        layer = np.dstack([rgb, np.where(sleeve, alpha, 0).astype(np.uint8)])
-        layers.append(
-            cv2.warpAffine(
-                layer,
-                matrix,
-                (target_size[1], target_size[0]),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=(0, 0, 0, 0),
-            )
+        # Only the sleeve's box is cut out and warped, into only the box it lands in (full frames cost
+        # ~40 ms per sleeve in copies and blends).
+        x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
+        box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
+        layer = np.dstack([rgb[box], np.where(sleeve[box], alpha[box], 0).astype(np.uint8)])
+        corners = np.array([[0, 0], [box_width, 0], [0, box_height], [box_width, box_height]], np.float64)
+        corners = (corners + np.array([x0, y0])) @ matrix[:, :2].T + matrix[:, 2]
+        left_x, top_y = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
+        right_x = min(int(np.ceil(corners[:, 0].max())) + 2, target_size[1])
+        bottom_y = min(int(np.ceil(corners[:, 1].max())) + 2, target_size[0])
+        if right_x <= left_x or bottom_y <= top_y:
+            continue
+        local = matrix.copy()
+        local[:, 2] = matrix[:, :2] @ (x0, y0) + matrix[:, 2] - (left_x, top_y)
+        placed = cv2.warpAffine(
+            layer,
+            local,
+            (right_x - left_x, bottom_y - top_y),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0, 0),
         )
+        layers.append(((slice(top_y, bottom_y), slice(left_x, right_x)), placed))
     if not layers:
         return warp_to_person(rgb, alpha, pairs, target_size)
-    out = warp_to_person(rgb, torso_alpha, torso_pairs, target_size).astype(np.float32)
-    for layer in layers:  # "over": the sleeves lie on the torso's sides (arms down)
-        top = layer.astype(np.float32)
+    warped = warp_to_person(rgb, torso_alpha, torso_pairs, target_size)
+    for region, placed in layers:  # "over": the sleeves lie on the torso's sides (arms down)
+        top = placed.astype(np.float32)
+        under = warped[region].astype(np.float32)
         top_alpha = top[..., 3:4] / 255.0
-        under_alpha = out[..., 3:4] / 255.0 * (1.0 - top_alpha)
+        under_alpha = under[..., 3:4] / 255.0 * (1.0 - top_alpha)
         out_alpha = top_alpha + under_alpha
-        mixed = top[..., :3] * top_alpha + out[..., :3] * under_alpha
-        out[..., :3] = mixed / np.maximum(out_alpha, 1e-6)
-        out[..., 3:4] = out_alpha * 255.0
-    warped = np.round(out).astype(np.uint8)
-    return cv2.bitwise_and(warped, warped, mask=cv2.extractChannel(warped, 3))
+        mixed = (top[..., :3] * top_alpha + under[..., :3] * under_alpha) / np.maximum(out_alpha, 1e-6)
+        blended = np.round(np.concatenate([mixed, out_alpha * 255.0], axis=2)).astype(np.uint8)
+        warped[region] = cv2.bitwise_and(blended, blended, mask=cv2.extractChannel(blended, 3))
+    return warped
 
 
 def warp_to_person(
