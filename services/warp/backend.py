@@ -87,8 +87,10 @@ SLEEVE_MIN_PIXELS_FRACTION = 0.01
 #: such a top ends on the hip band; shorter and longer cuts end proportionally higher or lower.
 TOP_REGULAR_LENGTH = 2.3
 TOP_LENGTH_RANGE = (0.45, 1.3)
-#: A top's vertical scale stays within this range of its horizontal scale (from the shoulders).
-VERTICAL_SCALE_RANGE = (0.7, 1.0)
+#: A top's vertical scale stays within this range of its horizontal scale (from the shoulders). With the
+#: sleeves warped as their own layers the torso keeps the shoulders' width, so a vertical squash shows as
+#: a print squashed by that much: at 0.7, SIFT matched half as many print features (bench/eval_lite.py).
+VERTICAL_SCALE_RANGE = (0.85, 1.0)
 #: The hip band, below the hip joints by this fraction of the shoulder-to-hip distance.
 HIP_BAND = 0.12
 #: Garment waistbands sit above the hip joints, by this fraction of the shoulder-to-hip distance.
@@ -123,7 +125,7 @@ class GarmentWarper:
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
         pairs = body_targets(landmarks, inputs.keypoints, inputs.category)
-        warped = warp_to_person(garment_rgb, alpha, pairs, (height, width))
+        warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width))
         return WarpOutput(
             warped_garment=warped,
             garment_landmarks={name: (float(x), float(y)) for name, (x, y) in landmarks.items()},
@@ -651,6 +653,106 @@ def _along(chain: list[npt.NDArray[np.float64]], length: float) -> npt.NDArray[n
             return start + (end - start) * (length / segment)
         length -= segment
     return np.asarray(chain[-1], np.float64)
+
+
+def warp_in_layers(
+    rgb: npt.NDArray[np.uint8],
+    alpha: npt.NDArray[np.uint8],
+    landmarks: dict[str, Point],
+    pairs: list[tuple[Point, npt.NDArray[np.float64]]],
+    target_size: tuple[int, int],
+) -> npt.NDArray[np.uint8]:
+    """The garment in the person frame, its sleeves warped as layers of their own.
+
+    One spline through the torso's and the sleeves' control points shears the torso wherever a sleeve is
+    pulled along its arm (arms down: the torso's side under the sleeve is dragged down and in, leaving the
+    body's side bare). So each sleeve (the silhouette beyond the torso's side, joined to the sleeve's tip)
+    is cut off at the torso's side and turned about its seam onto its arm, at the torso's scale; the torso
+    is bent by the spline without the sleeve pairs; the sleeves are laid over it.
+    """
+    sleeves = {
+        name: target
+        for name in ("left_sleeve", "right_sleeve")
+        if name in landmarks
+        for point, target in pairs
+        if point == landmarks[name]
+    }
+    if not sleeves:
+        return warp_to_person(rgb, alpha, pairs, target_size)
+    left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
+    axis = (left[0] + right[0]) / 2
+    torso_half = abs(right[0] - left[0]) / 2 / SHOULDER_FRACTION
+    scale = _scale(_similarity((left, right), (pairs[0][1], pairs[1][1])))  # the anchors come first
+    sleeve_points = {landmarks[name] for name in sleeves}
+    torso_pairs = [(point, target) for point, target in pairs if point not in sleeve_points]
+    torso_placement = ThinPlateSpline(
+        np.array([p for p, _ in torso_pairs], np.float64),
+        np.array([t for _, t in torso_pairs], np.float64),
+        regularization=1e-3,
+    )
+    columns = np.arange(alpha.shape[1])
+    torso_alpha = alpha.copy()
+    layers = []
+    for name, tip_target in sleeves.items():
+        sign = -1.0 if name == "left_sleeve" else 1.0
+        beyond = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
+        _, labels = cv2.connectedComponents(beyond.astype(np.uint8), connectivity=8)
+        tip = landmarks[name]
+        row = int(np.clip(round(tip[1]), 0, alpha.shape[0] - 1))
+        label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
+        if label == 0:
+            continue
+        sleeve = labels == label
+        torso_alpha[sleeve] = 0
+        # The seam's top (the torso's side at the shoulders' height) stays where the torso puts it; the
+        # sleeve turns about it towards its target on the arm, at the torso's scale (the sleeve's length
+        # was fitted along the arm, whose bend a rigid sleeve cannot follow).
+        pivot = np.array([axis + sign * torso_half, landmarks[name.replace("sleeve", "shoulder")][1]])
+        pivot_target = torso_placement(pivot[None])[0]
+        source_vector = complex(*np.subtract(tip, pivot))
+        target_vector = complex(*(tip_target - pivot_target))
+        if abs(source_vector) < 1.0 or abs(target_vector) < 1.0:
+            continue
+        turn = target_vector / source_vector
+        rotation = turn / abs(turn) * scale
+        matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
+        matrix[:, 2] = pivot_target - matrix[:, :2] @ pivot
+        # Only the sleeve's box is cut out and warped, into only the box it lands in (full frames cost
+        # ~40 ms per sleeve in copies and blends).
+        x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
+        box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
+        layer = np.dstack([rgb[box], np.where(sleeve[box], alpha[box], 0).astype(np.uint8)])
+        corners = np.array([[0, 0], [box_width, 0], [0, box_height], [box_width, box_height]], np.float64)
+        corners = (corners + np.array([x0, y0])) @ matrix[:, :2].T + matrix[:, 2]
+        left_x, top_y = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
+        right_x = min(int(np.ceil(corners[:, 0].max())) + 2, target_size[1])
+        bottom_y = min(int(np.ceil(corners[:, 1].max())) + 2, target_size[0])
+        if right_x <= left_x or bottom_y <= top_y:
+            continue
+        local = matrix.copy()
+        local[:, 2] = matrix[:, :2] @ (x0, y0) + matrix[:, 2] - (left_x, top_y)
+        placed = cv2.warpAffine(
+            layer,
+            local,
+            (right_x - left_x, bottom_y - top_y),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0, 0),
+        )
+        layers.append(((slice(top_y, bottom_y), slice(left_x, right_x)), placed))
+    if not layers:
+        return warp_to_person(rgb, alpha, pairs, target_size)
+    warped = warp_to_person(rgb, torso_alpha, torso_pairs, target_size)
+    for region, placed in layers:  # "over": the sleeves lie on the torso's sides (arms down)
+        top = placed.astype(np.float32)
+        under = warped[region].astype(np.float32)
+        top_alpha = top[..., 3:4] / 255.0
+        under_alpha = under[..., 3:4] / 255.0 * (1.0 - top_alpha)
+        out_alpha = top_alpha + under_alpha
+        mixed = (top[..., :3] * top_alpha + under[..., :3] * under_alpha) / np.maximum(out_alpha, 1e-6)
+        blended = np.round(np.concatenate([mixed, out_alpha * 255.0], axis=2)).astype(np.uint8)
+        warped[region] = cv2.bitwise_and(blended, blended, mask=cv2.extractChannel(blended, 3))
+    return warped
 
 
 def warp_to_person(
