@@ -290,7 +290,11 @@ async def submit(
             await _until_done(gateway, "releasing an Idempotency-Key", idempotency.release)
         raise
     if idempotency is not None:
-        await idempotency.complete(record.id)
+        # The job exists and is queued: answer 202 whatever happens here. If Redis refuses to record the key's
+        # job now, that is retried in the background; an error answer would make the client retry, find the
+        # key pending until its TTL and then submit a second job.
+        job_id = record.id
+        await _until_done(gateway, "completing an Idempotency-Key", lambda: idempotency.complete(job_id))
     gateway.metrics.submitted.inc()
     response.headers["Location"] = f"{API_PREFIX}/tryon/{record.id}"
     return _document(gateway, record)
