@@ -66,7 +66,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         # A task's retry is a new message: if Redis is restarting when it is published, keep trying for about
         # a minute (Celery's default gives up after ~0.6 s and then rejects the message: the job is lost).
-        # The gateway keeps the short default: it answers 503 with Retry-After instead of holding a request.
+        # The gateway's publish of a new job retries for ~3 s only (SUBMIT_RETRY_POLICY in tryon.jobs.queue):
+        # it answers 503 with Retry-After rather than holding a request for a minute.
         "task_publish_retry": True,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "worker_hijack_root_logger": False,
@@ -187,7 +188,8 @@ def create_app(settings: WorkerSettings) -> Celery:
 def _connect_signals(app: Celery, settings: WorkerSettings) -> None:
     @signals.worker_init.connect(weak=False)
     def on_worker_init(**_: Any) -> None:
-        """Main process, before the pool starts: warnings, /metrics, the local-storage sweeper."""
+        """Main process, before the pool starts: memory reuse, warnings, /metrics, the local-storage sweeper
+        and the orphan sweep."""
         from tryon.memory import retain_freed_memory
 
         # The pool processes inherit it: each job's megabyte gRPC messages reuse memory (tryon/memory.py).
