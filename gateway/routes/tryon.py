@@ -322,25 +322,25 @@ async def _create_job(gateway: Gateway, submission: Submission, options: TryOnOp
     def persist() -> JobRecord:
         storage.put(keys["person"], person_png, "image/png")
         storage.put(keys["garment"], garment.png, "image/png")
-        try:
-            return store.create(
-                job_id=job_id,
-                category=options.category.value,
-                options=options.pipeline_options(),
-                input_keys=keys,
-                webhook_url=options.webhook_url,
-            )
-        except Exception:  # no record (Redis down): the stored photos would belong to nobody
-            storage.delete_prefix(job_prefix(job_id))
-            raise
+        return store.create(
+            job_id=job_id,
+            category=options.category.value,
+            options=options.pipeline_options(),
+            input_keys=keys,
+            webhook_url=options.webhook_url,
+        )
 
     try:
         record = await run_in_threadpool(persist)
-    except StorageError as error:
-        log.exception("storing the inputs of job %s failed", job_id)
-        await run_in_threadpool(storage.delete_prefix, job_prefix(job_id))
-        raise Problem(503, f"the photos could not be stored ({error}); try again", kind="storage-unavailable",
-                      headers={"Retry-After": "5"}) from error  # fmt: skip
+    except BaseException as error:
+        # Nothing of the job may stay: the client is answered an error and submits again. That includes the
+        # record: a create whose reply was lost (Redis closing the connection) may have written it anyway.
+        await _discard_unqueued(gateway, job_id)
+        if isinstance(error, StorageError):
+            log.exception("storing the inputs of job %s failed", job_id)
+            raise Problem(503, f"the photos could not be stored ({error}); try again",
+                          kind="storage-unavailable", headers={"Retry-After": "5"}) from error  # fmt: skip
+        raise
     try:
         with job_context(job_id):  # the publish span and the task headers carry the job and the trace
             await run_in_threadpool(gateway.queue.enqueue, job_id)
@@ -389,8 +389,9 @@ async def _discard_unqueued(gateway: Gateway, job_id: str) -> None:
     """
 
     def discard() -> None:
-        gateway.store.delete(job_id)
+        # Photos first: when Redis is what failed, they still go at once (the record's delete is retried).
         gateway.storage.delete_prefix(job_prefix(job_id))
+        gateway.store.delete(job_id)
 
     await _until_done(gateway, f"deleting unqueued job {job_id}", lambda: run_in_threadpool(discard))
 
