@@ -63,7 +63,18 @@ def test_one_trace_per_job_and_job_id_in_every_log(
     def seen(spans: list[dict]) -> set[str]:
         return {name for s in of_job(spans) for name in services if s["service"].endswith(name)}
 
-    spans = otlp_sink.wait_for(lambda all_spans: seen(all_spans) == services)
+    def complete(spans: list[dict]) -> bool:
+        # Each process exports in batches of its own, so a stage's server span can arrive before the
+        # worker's client span it is the child of: wait until every parent named has come in.
+        if seen(spans) != services:
+            return False
+        traces = {s["traceId"] for s in of_job(spans)}
+        by_id = {s["spanId"] for s in spans}
+        return all(
+            not s.get("parentSpanId") or s["parentSpanId"] in by_id for s in spans if s["traceId"] in traces
+        )
+
+    spans = otlp_sink.wait_for(complete)
     job_spans = of_job(spans)
     assert seen(spans) == services, sorted({s["service"] for s in job_spans})
     # The trace starts at the submission (POST /api/tryon) and the publish span hands it to the worker;
