@@ -36,7 +36,7 @@ def main() -> int:
     # The e2e suite's settings: no per-client limits; short job limits so a killed worker's jobs come back
     # after 50 s (docs/OPERATIONS.md), and the same settings for the clean run, so the figures compare.
     env = {"gateway": {**GATEWAY_ENV, **FAST_RECOVERY_ENV}, "worker": dict(FAST_RECOVERY_ENV)}
-    stack = LocalStack(plan(run_dir, free_port(), env=env))
+    stack = LocalStack(plan(run_dir, free_port(), env=env, supervise=False))  # faults restart on schedule
     try:
         took = stack.up(timeout_s=90)
         front = "nginx" if stack.config.nginx else "gateway"

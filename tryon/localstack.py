@@ -9,20 +9,27 @@
 * ``gateway``: the REST API (and the frontend, when nginx is not installed);
 * ``nginx``: the frontend and ``/api/`` proxied to the gateway, when nginx is installed;
 
+* ``supervisor``: restarts any of the above that exits without being stopped (a crash, kill -9, an
+  out-of-memory kill): at once the first time, then after 1, 2, 4 ... 30 s while it keeps exiting within a
+  minute of its last start, as Kubernetes and compose do for the deployed system (``--no-supervise`` leaves
+  it out);
+
 then waits until every stage is SERVING and ``GET /api/ready`` answers 200 through the front door, and
 prints the URL. Everything lives under the run directory (``.run/`` by default): ``logs/<name>.log`` (every
 process's output, one place), ``pids/<name>.pid``, ``redis/`` (the append-only file), ``storage/`` (local
 storage), ``nginx/``, and ``stack.json`` (ports and commands, so ``down``, ``status``, ``restart`` and the
 fault tests can act on a stack started by another process).
 
-``down`` stops the processes in reverse order: SIGTERM to each process group, SIGKILL after a grace period,
-then removes the pid files; nothing is left running.
+``down`` stops the processes in reverse order (the supervisor first): SIGTERM to each process group, SIGKILL
+after a grace period; nothing is left running. A process stopped on purpose has no pid file, which is what
+tells the supervisor to leave it stopped; a crashed one still has its pid file.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -31,10 +38,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,8 +50,12 @@ from tryon.local_services import REPO, free_port
 from tryon.stages import STAGE_TABLE, STAGES
 
 DEFAULT_HTTP_PORT = 8080
-#: Order of start; ``down`` stops in reverse (front door first, Redis last).
-ORDER = ("redis", *STAGES, "worker", "gateway", "nginx")
+SUPERVISOR = "supervisor"
+#: Order of start; ``down`` stops in reverse (the supervisor and the front door first, Redis last).
+ORDER = ("redis", *STAGES, "worker", "gateway", "nginx", SUPERVISOR)
+#: A process that exits within this long of its start counts as crash-looping: its restarts back off.
+CRASH_LOOP_WINDOW_S = 60.0
+RESTART_BACKOFF_MAX_S = 30.0
 
 
 @dataclass
@@ -117,9 +129,12 @@ def plan(
     *,
     use_nginx: bool | None = None,
     env: dict[str, dict[str, str]] | None = None,
+    supervise: bool = True,
 ) -> StackConfig:
     """Ports and commands of every process of a stack in ``run_dir`` (nothing started); ``env`` adds
-    variables per process name (the load suite raises the gateway's rate limits this way)."""
+    variables per process name (the load suite raises the gateway's rate limits this way); ``supervise``
+    adds the supervisor that restarts crashed processes (the fault suites leave it out: they restart what
+    they kill themselves, at the moment their schedule says)."""
     run_dir = run_dir.resolve()
     taken = {http_port}
     has_nginx = shutil.which("nginx") is not None and _has_module("tryon.local_nginx")
@@ -181,6 +196,10 @@ def plan(
             [shutil.which("nginx") or "nginx", "-p", str(run_dir / "nginx"),
              "-c", str(run_dir / "nginx/nginx.conf"), "-e", str(run_dir / "nginx/error.log")],
         )  # fmt: skip
+    if supervise:
+        processes[SUPERVISOR] = ProcessSpec(
+            SUPERVISOR, [python, "-m", "tryon.localstack", "supervise", "--run-dir", str(run_dir)], common
+        )
     for name, extra in (env or {}).items():
         if name in processes:
             processes[name].env = {**processes[name].env, **extra}
@@ -240,6 +259,29 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pgid, os.WNOHANG)  # reap it when it is our child
+        if not _group_alive(pgid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _say(line: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: {line}", flush=True)
+
+
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -270,10 +312,34 @@ class LocalStack:
             return state != "Z"
         return False
 
+    @contextlib.contextmanager
+    def _pid_lock(self) -> Iterator[None]:
+        """Held while a process is started, across processes (the supervisor, `make up`, the CLI), so two
+        never start the same one."""
+        self.pids.mkdir(parents=True, exist_ok=True)
+        with open(self.pids / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def start(self, name: str) -> int:
         """Start one process (detached, in its own process group), output appended to logs/<name>.log."""
-        if self.running(name):
-            raise RuntimeError(f"{name} is already running (pid {self.pid(name)})")
+        with self._pid_lock():
+            if self.running(name):
+                raise RuntimeError(f"{name} is already running (pid {self.pid(name)})")
+            return self._spawn(name)
+
+    def crashed(self, name: str) -> bool:
+        """Whether ``name`` has exited without being stopped: its pid file is there, its process is not."""
+        return (self.pids / f"{name}.pid").exists() and not self.running(name)
+
+    def _restart_crashed(self, name: str) -> int | None:
+        with self._pid_lock():
+            return self._spawn(name) if self.crashed(name) else None
+
+    def _spawn(self, name: str) -> int:
         spec = self.config.processes[name]
         for directory in (self.logs, self.pids, self.run_dir / "redis", self.run_dir / "storage"):
             directory.mkdir(parents=True, exist_ok=True)
@@ -293,13 +359,7 @@ class LocalStack:
     def signal(self, name: str, signum: int) -> bool:
         """Send ``signum`` to the process group of ``name``; False when it is not running."""
         pid = self.pid(name)
-        if pid is None:
-            return False
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            return False
-        return True
+        return pid is not None and _signal_group(pid, signum)
 
     def kill(self, name: str) -> None:
         """kill -9 the whole process group (a crash: no clean-up, no acknowledgement)."""
@@ -307,13 +367,16 @@ class LocalStack:
         self._wait_gone(name, 10)
 
     def stop(self, name: str, grace_s: float = 20) -> None:
-        if not self.signal(name, signal.SIGQUIT if name == "nginx" else signal.SIGTERM):
+        # The pid file goes first: a process without one was stopped on purpose, so the supervisor leaves
+        # it stopped instead of restarting it as a crash.
+        with self._pid_lock():
+            pid = self.pid(name)
             (self.pids / f"{name}.pid").unlink(missing_ok=True)
+        if pid is None or not _signal_group(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM):
             return
-        if not self._wait_gone(name, grace_s):
-            self.signal(name, signal.SIGKILL)
-            self._wait_gone(name, 10)
-        (self.pids / f"{name}.pid").unlink(missing_ok=True)
+        if not _wait_group_gone(pid, grace_s):
+            _signal_group(pid, signal.SIGKILL)
+            _wait_group_gone(pid, 10)
 
     def restart(self, name: str) -> int:
         self.stop(name)
@@ -321,16 +384,39 @@ class LocalStack:
 
     def _wait_gone(self, name: str, timeout: float) -> bool:
         pid = self.pid(name)
-        if pid is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
-            if not _group_alive(pid):
-                return True
-            time.sleep(0.05)
-        return False
+        return pid is None or _wait_group_gone(pid, timeout)
+
+    def supervise(self, stop: threading.Event, poll_s: float = 0.5) -> None:
+        """Restart every process that crashed until ``stop`` is set: at once, then with a doubling delay
+        (1 s up to :data:`RESTART_BACKOFF_MAX_S`) while it keeps exiting within
+        :data:`CRASH_LOOP_WINDOW_S` of its start, so a process that cannot start does not spin."""
+        started_at: dict[str, float] = {}
+        quick_exits: dict[str, int] = {}
+        due: dict[str, float] = {}
+        while not stop.is_set():
+            now = time.monotonic()
+            for name in ORDER:
+                if name == SUPERVISOR or name not in self.config.processes:
+                    continue
+                if name not in due:
+                    if not self.crashed(name):
+                        continue
+                    quick = now - started_at.get(name, -CRASH_LOOP_WINDOW_S) < CRASH_LOOP_WINDOW_S
+                    quick_exits[name] = quick_exits.get(name, 0) + 1 if quick else 0
+                    delay = (
+                        min(RESTART_BACKOFF_MAX_S, 2.0 ** (quick_exits[name] - 1))
+                        if quick_exits[name]
+                        else 0.0
+                    )
+                    due[name] = now + delay
+                    _say(f"{name} exited without being stopped; restarting it in {delay:.0f} s")
+                if now >= due[name]:
+                    del due[name]
+                    pid = self._restart_crashed(name)
+                    if pid is not None:
+                        started_at[name] = time.monotonic()
+                        _say(f"{name} restarted (pid {pid})")
+            stop.wait(poll_s)
 
     # --- the whole stack ----------------------------------------------------------------------------
 
@@ -415,12 +501,15 @@ class LocalStack:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tryon.localstack", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "restart", "kill", "start", "stop"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "restart", "kill", "start", "stop", "supervise"]
+    )
     parser.add_argument("names", nargs="*", help="processes for restart/kill/start/stop")
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run")
     parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for readiness")
     parser.add_argument("--no-nginx", action="store_true", help="the gateway serves the frontend itself")
+    parser.add_argument("--no-supervise", action="store_true", help="do not restart processes that crash")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
 
@@ -429,7 +518,14 @@ def main(argv: list[str] | None = None) -> int:
             stack = LocalStack.open(run_dir)
             print(f"already running (run `make down` first to change ports): {stack.config.url}")
             return 0
-        stack = LocalStack(plan(run_dir, args.http_port, use_nginx=False if args.no_nginx else None))
+        stack = LocalStack(
+            plan(
+                run_dir,
+                args.http_port,
+                use_nginx=False if args.no_nginx else None,
+                supervise=not args.no_supervise,
+            )
+        )
         try:
             took = stack.up(args.timeout)
         except (RuntimeError, TimeoutError) as error:
@@ -443,6 +539,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no stack in {run_dir}", file=sys.stderr)
         return 0 if args.command in ("down", "status") else 1
     stack = LocalStack.open(run_dir)
+    if args.command == "supervise":
+        stopped = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopped.set())
+        stack.supervise(stopped)
+        return 0
     if args.command == "down":
         stack.down()
         print("stopped")

@@ -55,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, otlp_sink: OtlpSink) -> Iter
     for name in ("gateway", "worker"):
         env[name].update(FAST_RECOVERY_ENV)
     run_dir = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(plan(run_dir, free_port(), env=env))
+    stack = LocalStack(plan(run_dir, free_port(), env=env, supervise=False))  # faults restart on schedule
     started = time.monotonic()
     try:
         stack.up(timeout_s=90)
