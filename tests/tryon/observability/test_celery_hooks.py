@@ -46,7 +46,7 @@ def test_job_id_and_trace_cross_the_queue(redis_url: str, exporter: InMemorySpan
     app = celery.Celery("obs-test", broker=redis_url, backend=redis_url)
     app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
 
-    @app.task(name="tryon.run_job")
+    @app.task(name="tryon.run_job", shared=False)  # not into every app made later (create_app)
     def run_job(job_id: str) -> dict[str, str | None]:
         return {"job_id": observability.current_job_id(), "trace_id": tracing.current_trace_id()}
 
