@@ -74,7 +74,15 @@ def print_match(
     if des_g is None or des_r is None or len(kp_g) < 2 or len(kp_r) < 2:
         return len(kp_g), 0, 0.0
     matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(des_g, des_r, k=2)
-    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+    ratio_passed = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+    # One match per result keypoint (the closest): a repeated motif of the garment (a print's repeats, a
+    # plain fabric's weave) matches the same few result keypoints many times over, and RANSAC then counts
+    # all of those as inliers of a similarity that maps the whole garment onto one point (scale ~0).
+    closest: dict[int, cv2.DMatch] = {}
+    for match in ratio_passed:
+        if match.trainIdx not in closest or match.distance < closest[match.trainIdx].distance:
+            closest[match.trainIdx] = match
+    good = list(closest.values())
     if len(good) < 3:
         return len(kp_g), len(good) if len(good) < 3 else 0, 0.0
     source = np.array([kp_g[m.queryIdx].pt for m in good], np.float32)
