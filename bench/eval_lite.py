@@ -10,8 +10,9 @@ pipeline at 1024 px; the measures, per pair:
   and the category's region; not the body around it the new garment may cover, nor the old sleeves on the
   arms, which only a sleeved garment covers) that the warped garment covers (alpha > 127).
 - **print**: SIFT matches garment photo -> result (inside the garment's silhouette / the result's clothing
-  region, Lowe ratio 0.75), a RANSAC similarity (``cv2.estimateAffinePartial2D``) through them: its inlier
-  count and its scale against the silhouette's scale ``sqrt(warped area / photo silhouette area)``. The
+  region, Lowe ratio 0.75, one match per result keypoint), a RANSAC similarity
+  (``cv2.estimateAffinePartial2D``) through them: its inlier count and its scale against the silhouette's
+  scale ``sqrt(warped area / photo silhouette area)``. The
   photo silhouette comes from an independent GrabCut seeded by the photo's border, not from the warp's own
   separation, so a separation that loses part of the garment shows as a wrong scale. A garment is
   "printed" when its silhouette holds at least :data:`PRINTED_MIN_KEYPOINTS` strong SIFT keypoints.
