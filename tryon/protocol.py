@@ -233,12 +233,13 @@ def mask_from_proto(
         return mask  # 0/255 by construction
     # Masks may arrive anti-aliased or JPEG-compressed: below 128 is outside. Values above are kept: the
     # lite stages carry surface kinds in the clothing mask's values (tryon.vision.mask_kinds), and so is the
-    # one kind below 128, the backdrop (outside the edit, the source of the off-body fill).
+    # kinds below 128 that are sources, not edits (the backdrop, the person's visible skin).
     # cv2.threshold's TOZERO is that, in one pass (np.where made two temporaries of the frame).
     kept = cv2.threshold(mask, 127, 255, cv2.THRESH_TOZERO)[1]
-    backdrop = mask == mask_kinds.BACKDROP
-    if backdrop.any():
-        kept[backdrop] = mask_kinds.BACKDROP
+    for kind in mask_kinds.SOURCE_KINDS:
+        source = mask == kind
+        if source.any():
+            kept[source] = kind
     return kept
 
 

@@ -4,9 +4,10 @@ Weight-free and deterministic (classic CV only; no torch). Inside the clothing m
 
 1. **Fill.** Where the new garment does not reach the worn garment it replaces (a narrower cut, a shorter
    hem, shorter sleeves), a fill by kind of surface (:func:`fill_by_kind`, driven by the clothing mask's
-   values, see :mod:`tryon.vision.mask_kinds`): skin from the person's nearest skin, background from the
-   nearest background, the garment below continued upwards; never a mix of kinds. Where the mask only
-   allows the new garment (the body around the old one) the photo stays.
+   values, see :mod:`tryon.vision.mask_kinds`): skin in the person's own skin colour (their face, neck and
+   hands) toned like the bare skin beside it, background from the nearest background, the garment below
+   continued upwards; never a mix of kinds, never the old garment's colours. Where the mask only allows
+   the new garment (the body around the old one) the photo stays.
 2. **Shading.** The photo's luminance detail, ``shading = L / base(L)``, carries the folds and shadows of
    the worn garment onto the new one. ``base`` is an edge-aware smoothing over the mask only (a guided
    filter of log-luminance, after a median filter that drops thin prints and seams), so the old garment's
@@ -20,6 +21,8 @@ processed, which keeps a 1024 px photo well within the lite budget.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -44,12 +47,24 @@ FILL_LONG_SIDE = 256
 SKIN_MIN_SOURCES = 12
 #: Sigma (px at the fill resolution) of the blur that hides seams between the fill's sources.
 FILL_BLUR = 1.5
-#: The same for skin (px at the fill resolution): wide enough to hide the seam where skin copied from
-#: two sides meets.
-SKIN_FILL_BLUR = 6.0
-#: The photo's shading applied to filled skin stays within this range (the old garment's folds are only a
-#: hint of the body's shape; stronger, they would read as dirt on the skin).
-SKIN_SHADING_RANGE = (0.88, 1.12)
+#: Filled skin is the person's skin colour (:data:`tryon.vision.mask_kinds.SKIN_SOURCE`: face, neck,
+#: hands), adjusted to the skin beside it: the skin pixels around the mask, averaged over a window this
+#: wide (sigma, as a fraction of the fill's long side), give its local tone...
+SKIN_LOCAL_SIGMA = 0.04
+#: ... weighed against the person's skin colour as if this share of the window were skin of that colour
+#: (far from any bare skin the fill is the person's skin colour).
+SKIN_PRIOR_WEIGHT = 0.05
+#: The local tone stays within this range of the person's skin colour (per channel): a shadow under the
+#: chin or a lit shoulder beside the mask tints the fill, it does not become it.
+SKIN_LOCAL_RANGE = (0.7, 1.2)
+#: Fewer pixels of the person's own skin than this (in the whole photo) give no skin colour.
+SKIN_COLOUR_MIN_PIXELS = 50
+#: At most this many pixels are sampled for the person's skin colour (a median).
+SKIN_COLOUR_SAMPLES = 4000
+#: A pixel beside the mask is skin to take the local tone from when its chroma (YCrCb) is within this
+#: distance of the person's skin colour's and its luminance within this range of that colour's.
+SKIN_CHROMA_DISTANCE = 10.0
+SKIN_LUMA_RANGE = (0.6, 1.3)
 #: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
 #: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
 FILL_GUARD = 2
@@ -98,7 +113,11 @@ class LiteInpaint:
         garment_box = inputs.warped_garment[rows, cols]
 
         replace_box = mask_kinds.replace_region(values_box)
-        fill = fill_by_kind(person_box, values_box) if replace_box.any() else person_box.astype(np.float32)
+        if replace_box.any():
+            # The person's skin is read from the whole photo: the face is often outside the mask's box.
+            fill = fill_by_kind(person_box, values_box, skin_colour=person_skin_colour(person, values))
+        else:
+            fill = person_box.astype(np.float32)
         report_progress(1, LITE_STEPS)
         garment_alpha = garment_box[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
         garment_alpha *= mask_box
@@ -106,10 +125,6 @@ class LiteInpaint:
         shaded_garment = garment_box[..., :3].astype(np.float32) * shading[..., None]
         report_progress(2, LITE_STEPS)
 
-        # Filled skin gets the photo's soft shading too (the body's curvature), toned down.
-        skin_fill = np.isin(values_box, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
-        if skin_fill.any():  # only the skin pixels are touched (a full-box np.where made two frame copies)
-            fill[skin_fill] *= np.clip(shading[skin_fill], *SKIN_SHADING_RANGE)[:, None]
         alpha = garment_alpha * antialiased_mask(mask_box)
         # garment * alpha + fill * (1 - alpha), per pixel, in one multi-threaded pass.
         composite = cv2.blendLinear(shaded_garment, fill, alpha, np.float32(1.0) - alpha)
@@ -128,15 +143,28 @@ class LiteInpaint:
 # ---------------------------------------------------------------------------------------------- steps
 
 
-def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
+def person_skin_colour(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage | None:
+    """The person's skin colour (RGB, float32): the median of the pixels the clothing mask marks as their
+    visible skin (:data:`tryon.vision.mask_kinds.SKIN_SOURCE`), or None when it marks too few."""
+    rows, columns = np.nonzero(values == mask_kinds.SKIN_SOURCE)
+    if len(rows) < SKIN_COLOUR_MIN_PIXELS:
+        return None
+    step = max(1, len(rows) // SKIN_COLOUR_SAMPLES)
+    return np.median(person[rows[::step], columns[::step]], axis=0).astype(np.float32)
+
+
+def fill_by_kind(
+    person: RGBImage, values: npt.NDArray[np.uint8], skin_colour: FloatImage | None = None
+) -> FloatImage:
     """What lies under the garment being replaced, each pixel from one kind of surface (float32 RGB).
 
     ``values`` is the clothing mask (:mod:`tryon.vision.mask_kinds`). Pixels outside the replaced region
     keep the photo. Inside it, computed at reduced resolution and upsampled:
 
     - "nearest": the colour of the nearest pixel outside the replaced region (background beside the body);
-    - "skin": the colour of the nearest skin-coloured pixel outside it (a forearm below an old sleeve), or
-      "nearest" when no skin shows anywhere;
+    - "skin": the person's skin (``skin_colour``, from their face, neck and hands; else the skin-coloured
+      pixels around the mask), toned like the bare skin beside the mask and shaded by the photo's
+      luminance at a low frequency only (:func:`_skin_fill`); "nearest" when no skin shows anywhere;
     - "below": the first pixel below it outside the replaced region, in the same column (the trousers
       continued upwards under a top shorter than the old one);
     - "off body": the colour of the nearest backdrop pixel (the old garment stood off the body: a skirt's
@@ -165,16 +193,12 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
 
     skin_kind = unknown & np.isin(kind_values, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
+    bare = None
     if skin_kind.any():
-        # Skin to copy: skin-coloured pixels on the body around the garment (bare arms, shoulders), where
-        # hair or a beige backdrop cannot be; else any skin-coloured pixel in the box.
-        skin_coloured = ~unknown & _skin_coloured(small_person)
-        skin_sources = skin_coloured & (small_values == mask_kinds.MAY_COVER)
-        if skin_sources.sum() < SKIN_MIN_SOURCES:
-            skin_sources = skin_coloured
-        if skin_sources.sum() >= SKIN_MIN_SOURCES:
-            rows, columns = _nearest_source(unknown, skin_sources)
-            fill[skin_kind] = small_person[rows[skin_kind], columns[skin_kind]]
+        skin = _skin_fill(small_person, small_values, unknown, skin_kind, skin_colour)
+        if skin is not None:
+            fill[skin_kind] = skin.fill[skin_kind]
+            bare = skin.bare
 
     off_body_kind = unknown & (kind_values == mask_kinds.REPLACE_OFF_BODY)
     if off_body_kind.any():
@@ -200,16 +224,100 @@ def fill_by_kind(person: RGBImage, values: npt.NDArray[np.uint8]) -> FloatImage:
     # Blur each kind within itself only, so no colour crosses from one kind (or from outside) to another.
     kinds = np.where(skin_kind, 1, np.where(below_kind, 2, np.where(off_body_kind, 3, 0)))
     for kind in np.unique(kinds[unknown]):
+        if kind == 1:
+            continue  # the skin fill is smooth by construction
         weight = (unknown & (kinds == kind)).astype(np.float32)
-        # Skin is one smooth surface: copied from the nearest skin on either side it would meet in a seam
-        # (two tones down the middle of a neckline), so it is blended over a wider window.
-        sigma = SKIN_FILL_BLUR if kind == 1 else FILL_BLUR
-        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), sigma)
-        norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+        blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
+        norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
         fill = np.where(weight[..., None] > 0, blurred / np.maximum(norm, 1e-3), fill)
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.
-    return np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
+    result = np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
+    if bare is not None and bare.any():
+        # The skin the old garment left bare (a neckline, a gap) is the photo's own, at full resolution,
+        # faded into the fill around it.
+        keep = cv2.resize(
+            cv2.GaussianBlur(bare.astype(np.float32), (0, 0), FILL_BLUR), (width, height), cv2.INTER_LINEAR
+        )
+        kept = replaced & (keep > 0.01)
+        share = keep[kept][:, None]
+        result[kept] = share * person[kept] + (1.0 - share) * result[kept]
+    return result
+
+
+@dataclass(frozen=True)
+class SkinFill:
+    fill: FloatImage  # float32 RGB at the fill resolution, meaningful on the skin kind's pixels
+    bare: npt.NDArray[np.bool_]  # pixels of the skin kind that already show bare skin in the photo
+
+
+def _skin_fill(
+    small_person: RGBImage,
+    small_values: npt.NDArray[np.uint8],
+    unknown: npt.NDArray[np.bool_],
+    skin_kind: npt.NDArray[np.bool_],
+    skin_colour: FloatImage | None,
+) -> SkinFill | None:
+    """Bare skin where the old garment was (at the fill resolution), or None when the photo shows no skin
+    to take it from.
+
+    Never the old garment's colour: the person's skin colour (``skin_colour``; without one, the median of
+    the skin-coloured pixels on the body around the mask), toned by the bare skin beside the mask (pixels
+    of the person's own skin or of the body around it whose colour is close to ``skin_colour``), averaged
+    over a wide window so it varies smoothly: its shading is the gentle gradient between the bare skin
+    around it. Not the photo's luminance under the mask: that is the old garment's (its print, a dark
+    yoke, the mesh's folds), and even toned down it reads as dirt on the skin.
+    """
+    person = small_person.astype(np.float32)
+    known = ~unknown
+    # The person around the mask (the backdrop, however skin-coloured, is no skin).
+    around = known & (small_values != mask_kinds.BACKDROP)
+    if skin_colour is None:
+        # No face, neck or hands to learn from: skin-coloured pixels on the body around the garment (bare
+        # arms, shoulders), where hair or a beige backdrop cannot be; else any in the box.
+        skin_coloured = known & _skin_coloured(small_person)
+        candidates = skin_coloured & (small_values == mask_kinds.MAY_COVER)
+        if candidates.sum() < SKIN_MIN_SOURCES:
+            candidates = skin_coloured
+        if candidates.sum() < SKIN_MIN_SOURCES:
+            return None
+        skin_colour = np.median(person[candidates], axis=0).astype(np.float32)
+    colour = np.asarray(skin_colour, np.float32)
+
+    close = _close_to_skin(small_person, colour)
+    # Inside the replaced region, skin the old garment did not cover (a neckline) stays the photo's; away
+    # from the garment's edge, whose antialiased pixels are neither.
+    bare = cv2.erode(
+        cv2.morphologyEx((skin_kind & close).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)),
+        np.ones((3, 3), np.uint8),
+    ).astype(bool)
+    sources = (around & close) | bare
+    long_side = max(small_person.shape[:2])
+    sigma = SKIN_LOCAL_SIGMA * long_side
+    weight = sources.astype(np.float32)
+    weighted = cv2.GaussianBlur(person * weight[..., None], (0, 0), sigma)
+    density = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    local = (weighted + SKIN_PRIOR_WEIGHT * colour) / (density + SKIN_PRIOR_WEIGHT)
+    low, high = SKIN_LOCAL_RANGE
+    local = np.clip(local, low * colour, high * colour)
+    return SkinFill(fill=local, bare=bare)
+
+
+def _close_to_skin(rgb: RGBImage, colour: FloatImage) -> npt.NDArray[np.bool_]:
+    """Pixels whose chroma is close to ``colour``'s and whose luminance is not far from it."""
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    reference = (
+        cv2.cvtColor(np.clip(colour + 0.5, 0, 255).astype(np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2YCrCb)
+        .reshape(3)
+        .astype(np.float32)
+    )
+    chroma = np.hypot(ycrcb[..., 1] - reference[1], ycrcb[..., 2] - reference[2])
+    low, high = SKIN_LUMA_RANGE
+    return (
+        (chroma < SKIN_CHROMA_DISTANCE)
+        & (ycrcb[..., 0] >= low * reference[0])
+        & (ycrcb[..., 0] <= high * reference[0])
+    )
 
 
 def _nearest_source(

@@ -42,6 +42,8 @@ GUIDED_EPS = 1e-2
 #: Skin: Cr/Cb within this many robust standard deviations of the face's (clamped to the range below).
 SKIN_SIGMAS = 3.0
 SKIN_SIGMA_RANGE = (4.0, 8.0)
+#: Skin in shadow is darker than the face's cheeks, but not this much darker (a share of their luminance).
+SKIN_MIN_LUMA_SHARE = 0.4
 #: The classic YCrCb skin box, used when no face is visible to learn the person's skin from.
 GENERIC_SKIN = ((133.0, 173.0), (77.0, 127.0))
 
@@ -63,6 +65,9 @@ class SkinModel:
     cb: float
     cr_sigma: float
     cb_sigma: float
+    #: Luminance (Y) below which a pixel is not this skin, whatever its chroma: a dark garment's chroma
+    #: shrinks towards grey and can pass (a red sleeve in shadow, black mesh over skin).
+    min_luma: float = 30.0
 
     def mask(self, rgb: RGBImage) -> BoolMask:
         ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
@@ -70,7 +75,7 @@ class SkinModel:
             (ycrcb[..., 2] - self.cb) / self.cb_sigma
         ) ** 2
         # Very dark or blown-out pixels have unreliable chroma.
-        return (distance < SKIN_SIGMAS**2) & (ycrcb[..., 0] > 30) & (ycrcb[..., 0] < 250)
+        return (distance < SKIN_SIGMAS**2) & (ycrcb[..., 0] > self.min_luma) & (ycrcb[..., 0] < 250)
 
 
 GENERIC_SKIN_MODEL = SkinModel(
@@ -92,6 +97,7 @@ def fit_skin_model(samples: npt.NDArray[np.uint8]) -> SkinModel:
         cb=float(medians[1]),
         cr_sigma=float(np.clip(spreads[0], low, high)),
         cb_sigma=float(np.clip(spreads[1], low, high)),
+        min_luma=max(30.0, SKIN_MIN_LUMA_SHARE * float(np.median(ycrcb[:, 0]))),
     )
 
 

@@ -38,11 +38,13 @@ import numpy.typing as npt
 
 from services.segmentation.body import (
     BodyShapes,
+    Capsule,
     Frame,
     Points,
     body_shapes,
     category_reach,
     category_regions,
+    draw_capsules,
     draw_polygons,
     skin_underneath,
 )
@@ -250,6 +252,34 @@ def _continues_above_high_waist(garment: BoolMask, person_mask: BoolMask, shapes
     return float((small_garment & body).sum()) > CONTINUING_GARMENT_SHARE * float(body.sum())
 
 
+def _visible_skin(
+    body: PoseLandmarks, shapes: BodyShapes, frame: Frame, face_mask: BoolMask, skin: BoolMask
+) -> BoolMask:
+    """Skin-coloured pixels of the face (without eyes, brows and mouth), the neck and the hands.
+
+    ``skin`` is the skin-model mask (the face's cheek colour, or the generic model). Eyes with their brows
+    and the mouth are carved out by the pose's eye and mouth points, generously: lips and brows can pass a
+    chroma test, and shadowed eye sockets are skin of another tone.
+    """
+    points = np.asarray(body.points, np.float64)
+    eyes_mid = (points[LEFT_EYE] + points[RIGHT_EYE]) / 2
+    mouth_mid = (points[MOUTH_LEFT] + points[MOUTH_RIGHT]) / 2
+    eye_distance = max(float(np.hypot(*(points[LEFT_EYE] - points[RIGHT_EYE]))), 0.15 * shapes.unit)
+    face_up = eyes_mid - mouth_mid
+    face_up /= max(float(np.hypot(*face_up)), 1e-6)
+    brow, eye_radius = 0.45 * eye_distance, 0.32 * eye_distance
+    features = [
+        Capsule(tuple(points[eye]), tuple(points[eye] + brow * face_up), eye_radius, eye_radius)
+        for eye in (LEFT_EYE, RIGHT_EYE)
+    ]
+    features.append(
+        Capsule(tuple(points[MOUTH_LEFT]), tuple(points[MOUTH_RIGHT]), *(0.28 * eye_distance,) * 2)
+    )
+    places = face_mask & ~draw_capsules(frame, features)
+    places |= draw_capsules(frame, shapes.neck + shapes.hands["right"] + shapes.hands["left"])
+    return places & skin
+
+
 # ------------------------------------------------------------------------------------------ the backend
 
 
@@ -330,9 +360,14 @@ class LiteSegmentation:
         # The old garment away from the body (a flared skirt, cloth between the legs): the backdrop is
         # behind it. Drawn like the reach, grown less: the body's own outline plus a close-fitting cut.
         near_body = category_reach(shapes, category, quarter, growth=OFF_BODY_GROWTH)
-        off_body = replace & ~(resize_mask(near_body, height, width) > 0.5) & ~regions.arms
+        # A collar below the chin is on the neck (not in the garment's reach): skin is under it.
+        off_body = replace & ~(resize_mask(near_body, height, width) > 0.5) & ~regions.arms & ~regions.neck
         clothing[off_body] = mask_kinds.REPLACE_OFF_BODY
         clothing[~person_mask & (clothing == 0)] = mask_kinds.BACKDROP
+        # The person's own skin, where it shows and is not edited: the lite inpainter's colour for bare
+        # skin the new garment leaves uncovered (never the old garment's pixels).
+        visible_skin = _visible_skin(body, shapes, full, face_mask, estimate.skin & person_mask)
+        clothing[visible_skin & (clothing == 0)] = mask_kinds.SKIN_SOURCE
 
         label_map = build_label_map(
             person_mask=person_mask,

@@ -55,10 +55,11 @@ def test_masks_are_thresholded_and_size_checked() -> None:
     mask = np.zeros((20, 30), np.uint8)
     mask[5:10, 5:10] = 200
     mask[12:15, 5:10] = 90  # below 128: outside
-    mask[16:18, 5:10] = mask_kinds.BACKDROP  # the one kind below 128: kept
+    mask[16:18, 5:10] = mask_kinds.BACKDROP  # the source kinds below 128: kept
+    mask[18:20, 5:10] = mask_kinds.SKIN_SOURCE
     decoded = protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 30))
-    # Values above 127 (the lite surface kinds) and the backdrop kind are kept; the rest is outside.
-    assert set(np.unique(decoded)) == {0, mask_kinds.BACKDROP, 200}
+    # Values above 127 (the lite surface kinds) and the source kinds are kept; the rest is outside.
+    assert set(np.unique(decoded)) == {0, mask_kinds.BACKDROP, mask_kinds.SKIN_SOURCE, 200}
     assert (decoded[12:15, 5:10] == 0).all()
     with pytest.raises(StageInputError, match="clothing_mask: mask is 30x20 but the person image is 40x20"):
         protocol.mask_from_proto(protocol.image_to_proto(mask), field="clothing_mask", shape=(20, 40))

@@ -14,6 +14,9 @@ Every consumer reads ``clothing_mask > 127`` as the region to edit; the lite sta
   sleeves along the arms). Where the new garment does not cover it the photo stays as it is.
 - :data:`BACKDROP` (below :data:`EDIT_MIN`, so not edited): the photo's background, the source the lite
   inpainter fills off-body pixels from.
+- :data:`SKIN_SOURCE` (below :data:`EDIT_MIN`, so not edited): the person's own visible skin outside the
+  edit (the face without eyes, brows and mouth, the neck, the hands): the colour the lite inpainter paints
+  bare skin with where the new garment leaves the body uncovered.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ REPLACE_MIN = 240
 MAY_COVER = 160
 EDIT_MIN = 128
 BACKDROP = 16
+SKIN_SOURCE = 48
+#: The kinds below :data:`EDIT_MIN`: not edited, but carried (and kept by the wire format) as sources.
+SOURCE_KINDS = (BACKDROP, SKIN_SOURCE)
 
 
 def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:

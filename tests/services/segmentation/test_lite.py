@@ -46,6 +46,7 @@ from tryon.vision.mask_kinds import (
     REPLACE_NEAREST,
     REPLACE_OFF_BODY,
     REPLACE_SKIN,
+    SKIN_SOURCE,
     replace_region,
 )
 from tryon.vision.mediapipe_landmarks import MediaPipePoseLandmarker
@@ -221,7 +222,7 @@ def test_outputs_are_binary_masks_and_a_label_map_at_the_photo_size(outputs: dic
         for mask in (output.face_mask, output.person_mask):
             assert set(np.unique(mask).tolist()) <= {0, 255}
         kinds = {0, BACKDROP, MAY_COVER, REPLACE_NEAREST, REPLACE_OFF_BODY, REPLACE_SKIN, REPLACE_LIMB}
-        kinds |= {REPLACE_BELOW}
+        kinds |= {REPLACE_BELOW, SKIN_SOURCE}
         assert set(np.unique(output.clothing_mask).tolist()) <= kinds
         assert output.label_map.shape == (SIZE, SIZE) and output.label_map.dtype == np.uint8
         assert int(output.label_map.max()) < len(ClothesLabel)
@@ -290,6 +291,24 @@ def test_face_mask_covers_the_face(outputs: dict, keypoints: Keypoints) -> None:
     assert face[nose_y - 40 : nose_y + 40, nose_x - 40 : nose_x + 40].all()
     assert not _at(face, keypoints, "neck")
     assert 0.015 < face.mean() < 0.08  # the face, not the head and hair
+
+
+def test_the_persons_visible_skin_is_marked_as_the_source_of_bare_skin(
+    astronaut: np.ndarray, outputs: dict, keypoints: Keypoints
+) -> None:
+    """The face's skin (not its eyes) is marked for the lite inpainter to colour bare skin with;
+    it is outside the edit, and its colour is the astronaut's skin, not her suit's orange."""
+    for output in outputs.values():
+        source = output.clothing_mask == SKIN_SOURCE
+        face = output.face_mask > 0
+        assert (source & face).sum() > 0.3 * face.sum()
+        for name in ("right_eye", "left_eye"):
+            x, y = (round(float(value)) for value in keypoints[KP[name], :2])
+            assert not source[y - 6 : y + 7, x - 6 : x + 7].any(), name
+        colour = np.median(astronaut[source], axis=0)
+        cr = 128 + 0.713 * (colour[0] - (0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]))
+        assert 135 <= cr <= 173, colour  # skin chroma
+        assert colour[0] > colour[2] and colour[1] > 0.45 * colour[0], colour  # not the saturated orange
 
 
 def test_label_map_agrees_with_the_masks(outputs: dict, keypoints: Keypoints) -> None:

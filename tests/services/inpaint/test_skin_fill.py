@@ -1,0 +1,140 @@
+"""The lite inpainter's bare skin: the person's own skin colour, smoothly shaded, never the old garment's.
+
+Drawn scenes with known surfaces. The clothing mask marks the person's visible skin (face, neck, hands) as
+:data:`tryon.vision.mask_kinds.SKIN_SOURCE`; the new garment leaves part of the old one uncovered, and
+there the result must be the person's skin: not the old garment, not other skin-coloured-ish pixels
+nearby (a beige backdrop, skin darkened by a mesh sleeve), and not the old garment's print as shading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+from services.inpaint.lite import LiteInpaint
+from tryon.types import InpaintInput
+from tryon.vision import mask_kinds
+
+SKIN = (205, 150, 120)  # the person's face, neck and hands
+BEIGE_BACKDROP = (225, 200, 175)  # a warm studio wall, inside the YCrCb "skin" box
+MESH_SKIN = (110, 75, 60)  # skin seen through a black mesh sleeve: skin-coloured chroma, far too dark
+OLD = (25, 25, 30)  # the old high-neck, long-sleeved top
+OLD_SLEEVE = (180, 30, 40)
+NEW = (240, 220, 60)
+H, W = 480, 360
+
+
+def _delta_e(rgb: np.ndarray, reference: tuple[int, int, int]) -> float:
+    lab = rgb2lab(np.asarray(rgb, np.float64).reshape(1, 1, 3) / 255.0)
+    lab_reference = rgb2lab(np.array(reference, np.float64).reshape(1, 1, 3) / 255.0)
+    return float(deltaE_ciede2000(lab, lab_reference)[0, 0])
+
+
+def _mean(image: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    return image[rows, cols].reshape(-1, 3).astype(np.float64).mean(axis=0)
+
+
+def _run(person: np.ndarray, mask: np.ndarray, garment: np.ndarray) -> np.ndarray:
+    return (
+        LiteInpaint()
+        .run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
+        .image
+    )
+
+
+@pytest.fixture(scope="module")
+def neckline() -> dict[str, np.ndarray]:
+    """A strappy top over a person in a dark high-neck top with mesh sleeves: the chest between the
+    straps is bare. Only the face and neck show the person's skin; the nearest skin-coloured pixels are
+    the mesh sleeves (darkened skin) and the beige wall beside them, which the new garment may cover."""
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[20:110, 140:220] = SKIN  # the face and neck
+    person[110:330, 70:290] = MESH_SKIN  # the arms in mesh sleeves, beside the torso
+    person[110:330, 110:250] = OLD  # the old top over the torso
+    # The old top has a bold print: black and white stripes, which must not show through as shading.
+    person[150:250:8, 110:250] = (235, 235, 235)
+    person[151:250:8, 110:250] = (235, 235, 235)
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:110, 140:220] = mask_kinds.SKIN_SOURCE
+    mask[100:360, 40:320] = mask_kinds.MAY_COVER  # the arms and the wall around them
+    mask[110:330, 110:250] = mask_kinds.REPLACE_SKIN  # a top's upper part: skin underneath
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[250:330, 110:250] = (*NEW, 255)  # the new top starts far lower: the chest is bare
+    garment[110:250, 115:125] = (*NEW, 255)  # its straps
+    garment[110:250, 235:245] = (*NEW, 255)
+    return {"person": person, "mask": mask, "garment": garment, "result": _run(person, mask, garment)}
+
+
+def test_bare_chest_is_the_persons_skin_colour(neckline: dict[str, np.ndarray]) -> None:
+    chest = _mean(neckline["result"], slice(130, 240), slice(135, 225))
+    to_skin = _delta_e(chest, SKIN)
+    assert to_skin < 6, chest
+    # Nearer the skin than any other surface around, by a margin: the old top and its print, the mesh
+    # sleeves and the wall (the wall is itself only ~15 from the skin).
+    for other in (OLD, (235, 235, 235), MESH_SKIN, BEIGE_BACKDROP):
+        assert _delta_e(chest, other) > to_skin + 8, (chest, other)
+
+
+def test_bare_chest_is_smooth_not_the_old_prints_shading(neckline: dict[str, np.ndarray]) -> None:
+    chest = neckline["result"][130:240, 135:225].astype(np.float32)
+    # The stripes (8 px period, black / white) must not come through, even toned down.
+    assert np.abs(np.diff(chest, axis=0)).max() < 4
+    assert chest.reshape(-1, 3).std(axis=0).max() < 6
+
+
+def test_bare_skin_meets_the_neck_without_an_edge(neckline: dict[str, np.ndarray]) -> None:
+    result = neckline["result"].astype(np.float32)
+    neck = result[100:108, 150:210].reshape(-1, 3).mean(axis=0)
+    below = result[112:120, 150:210].reshape(-1, 3).mean(axis=0)
+    assert np.abs(neck - below).max() < 12
+
+
+def test_old_sleeve_on_the_arm_is_removed_and_filled_with_skin() -> None:
+    """A short-sleeved tee over an old long red sleeve: the arm below the new sleeve is bare skin, coloured
+    like the person's hand and face, not the sleeve and not the beige wall around the arm."""
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[10:80, 150:210] = SKIN  # the face
+    person[80:300, 140:260] = OLD  # the torso in the old top
+    person[80:380, 90:140] = OLD_SLEEVE  # the arm in its long sleeve, down to the wrist
+    person[380:430, 90:140] = SKIN  # the hand
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[10:80, 150:210] = mask_kinds.SKIN_SOURCE
+    mask[380:430, 90:140] = mask_kinds.SKIN_SOURCE
+    mask[70:390, 60:290] = mask_kinds.MAY_COVER  # the arm's reach: the wall around it included
+    mask[80:300, 140:260] = mask_kinds.REPLACE_NEAREST
+    mask[80:380, 90:140] = mask_kinds.REPLACE_LIMB  # the old sleeve on the arm
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[80:300, 140:260] = (*NEW, 255)  # the tee's body
+    garment[80:150, 90:140] = (*NEW, 255)  # and its short sleeve
+    result = _run(person, mask, garment)
+    arm = _mean(result, slice(170, 370), slice(95, 135))
+    to_skin = _delta_e(arm, SKIN)
+    assert to_skin < 6, arm
+    assert _delta_e(arm, OLD_SLEEVE) > to_skin + 20
+    assert _delta_e(arm, BEIGE_BACKDROP) > to_skin + 8
+    # No trace of the red sleeve anywhere on the arm.
+    red = result[150:380, 90:140].astype(np.int32)
+    assert not ((red[..., 0] - red[..., 1] > 80) & (red[..., 0] - red[..., 2] > 80)).any()
+
+
+def test_skin_beside_the_mask_tones_the_fill() -> None:
+    """Bare shoulders in shade, darker than the face: the skin filled next to them follows them (the local
+    tone), the face colour being only the fallback far from any bare skin."""
+    shoulder = (178, 126, 98)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[20:90, 150:210] = SKIN
+    person[100:300, 60:300] = shoulder
+    person[100:300, 120:240] = OLD
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:90, 150:210] = mask_kinds.SKIN_SOURCE
+    mask[100:300, 60:300] = mask_kinds.MAY_COVER
+    mask[100:300, 120:240] = mask_kinds.REPLACE_SKIN
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[240:300, 120:240] = (*NEW, 255)
+    result = _run(person, mask, garment)
+    beside = _mean(result, slice(120, 220), slice(122, 130))
+    assert _delta_e(beside, shoulder) < 6, beside
