@@ -193,12 +193,11 @@ def fill_by_kind(
     fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
 
     skin_kind = unknown & np.isin(kind_values, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
-    bare = None
+    skin = None
     if skin_kind.any():
         skin = _skin_fill(small_person, small_values, unknown, skin_kind, skin_colour)
-        if skin is not None:
-            fill[skin_kind] = skin.fill[skin_kind]
-            bare = skin.bare
+    if skin is not None:
+        fill[skin_kind] = skin.fill[skin_kind]
 
     off_body_kind = unknown & (kind_values == mask_kinds.REPLACE_OFF_BODY)
     if off_body_kind.any():
@@ -233,15 +232,17 @@ def fill_by_kind(
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.
     result = np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
-    if bare is not None and bare.any():
+    if skin is not None and skin.bare.any():
         # The skin the old garment left bare (a neckline, a gap) is the photo's own, at full resolution,
-        # faded into the fill around it.
-        keep = cv2.resize(
-            cv2.GaussianBlur(bare.astype(np.float32), (0, 0), FILL_BLUR), (width, height), cv2.INTER_LINEAR
-        )
+        # faded into the fill around it; only pixels that are skin themselves, so the old garment's thin
+        # parts between (a strap, a seam) are filled.
+        bare = cv2.GaussianBlur(skin.bare.astype(np.float32), (0, 0), FILL_BLUR)
+        keep = cv2.resize(bare, (width, height), interpolation=cv2.INTER_LINEAR)
         kept = replaced & (keep > 0.01)
-        share = keep[kept][:, None]
-        result[kept] = share * person[kept] + (1.0 - share) * result[kept]
+        pixels = person[kept]
+        share = keep[kept] * _close_to_skin(pixels.reshape(-1, 1, 3), skin.colour).reshape(-1)
+        share = share[:, None]
+        result[kept] = share * pixels + (1.0 - share) * result[kept]
     return result
 
 
@@ -249,6 +250,7 @@ def fill_by_kind(
 class SkinFill:
     fill: FloatImage  # float32 RGB at the fill resolution, meaningful on the skin kind's pixels
     bare: npt.NDArray[np.bool_]  # pixels of the skin kind that already show bare skin in the photo
+    colour: FloatImage  # the person's skin colour it was made from (RGB)
 
 
 def _skin_fill(
@@ -291,7 +293,9 @@ def _skin_fill(
         cv2.morphologyEx((skin_kind & close).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)),
         np.ones((3, 3), np.uint8),
     ).astype(bool)
-    sources = (around & close) | bare
+    # The person's own visible skin (the segmentation's skin-model pixels: a neck in shadow included) is a
+    # source as it is; any other pixel around only when its colour is close to the skin colour.
+    sources = (known & (small_values == mask_kinds.SKIN_SOURCE)) | (around & close) | bare
     long_side = max(small_person.shape[:2])
     sigma = SKIN_LOCAL_SIGMA * long_side
     weight = sources.astype(np.float32)
@@ -300,7 +304,7 @@ def _skin_fill(
     local = (weighted + SKIN_PRIOR_WEIGHT * colour) / (density + SKIN_PRIOR_WEIGHT)
     low, high = SKIN_LOCAL_RANGE
     local = np.clip(local, low * colour, high * colour)
-    return SkinFill(fill=local, bare=bare)
+    return SkinFill(fill=local, bare=bare, colour=colour)
 
 
 def _close_to_skin(rgb: RGBImage, colour: FloatImage) -> npt.NDArray[np.bool_]:

@@ -404,8 +404,8 @@ def category_reach(
 def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:
     """Where bare skin is under a worn garment that the new one leaves uncovered.
 
-    The arms; for tops and dresses the torso above the waist (a neckline, a midriff) and the neck (under
-    a collar); for bottoms and dresses the legs below the hips.
+    The arms; for tops and dresses the torso above the waist (a neckline, a midriff); for bottoms and
+    dresses the legs below the hips.
     """
     skin = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
     if category is not GarmentCategory.UPPER_BODY:
@@ -414,5 +414,4 @@ def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame)
         )
     if category is not GarmentCategory.LOWER_BODY:
         skin |= draw_polygons(frame, shapes.torso) & draw_polygons(frame, shapes.above_waist)
-        skin |= draw_capsules(frame, shapes.neck)
     return skin

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from services.segmentation.body import (
     BodyShapes,
     BoolMask,
+    Capsule,
     Frame,
     Points,
     category_regions,
@@ -42,8 +43,8 @@ GUIDED_EPS = 1e-2
 #: Skin: Cr/Cb within this many robust standard deviations of the face's (clamped to the range below).
 SKIN_SIGMAS = 3.0
 SKIN_SIGMA_RANGE = (4.0, 8.0)
-#: Skin in shadow is darker than the face's cheeks, but not this much darker (a share of their luminance).
-SKIN_MIN_LUMA_SHARE = 0.4
+#: The middle of an arm, as a share of its capsule's radius: where a long sleeve is, if any.
+ARM_MIDDLE = 0.7
 #: The classic YCrCb skin box, used when no face is visible to learn the person's skin from.
 GENERIC_SKIN = ((133.0, 173.0), (77.0, 127.0))
 
@@ -65,9 +66,6 @@ class SkinModel:
     cb: float
     cr_sigma: float
     cb_sigma: float
-    #: Luminance (Y) below which a pixel is not this skin, whatever its chroma: a dark garment's chroma
-    #: shrinks towards grey and can pass (a red sleeve in shadow, black mesh over skin).
-    min_luma: float = 30.0
 
     def mask(self, rgb: RGBImage) -> BoolMask:
         ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
@@ -75,7 +73,7 @@ class SkinModel:
             (ycrcb[..., 2] - self.cb) / self.cb_sigma
         ) ** 2
         # Very dark or blown-out pixels have unreliable chroma.
-        return (distance < SKIN_SIGMAS**2) & (ycrcb[..., 0] > self.min_luma) & (ycrcb[..., 0] < 250)
+        return (distance < SKIN_SIGMAS**2) & (ycrcb[..., 0] > 30) & (ycrcb[..., 0] < 250)
 
 
 GENERIC_SKIN_MODEL = SkinModel(
@@ -97,7 +95,6 @@ def fit_skin_model(samples: npt.NDArray[np.uint8]) -> SkinModel:
         cb=float(medians[1]),
         cr_sigma=float(np.clip(spreads[0], low, high)),
         cb_sigma=float(np.clip(spreads[1], low, high)),
-        min_luma=max(30.0, SKIN_MIN_LUMA_SHARE * float(np.median(ycrcb[:, 0]))),
     )
 
 
@@ -225,7 +222,17 @@ def estimate_garment(
     skin = skin.astype(bool)
     seeds = np.full((crop_h, crop_w), cv2.GC_BGD, np.uint8)
     seeds[inside & regions.allowed] = cv2.GC_PR_BGD
-    seeds[inside & regions.allowed & (regions.target | regions.sleeves) & ~skin] = cv2.GC_PR_FGD
+    # A top's or a dress's sleeves: the upper arms, and on down the arms wherever they are not bare (a
+    # long sleeve in shadow by the hips is still the sleeve; GrabCut's colours decide). Only the arms'
+    # middle: their capsules are wide, and by the hips their edges hold the skirt or trousers.
+    sleeves = regions.sleeves
+    if category is not GarmentCategory.LOWER_BODY:
+        arm_middles = [
+            Capsule(arm.start, arm.end, ARM_MIDDLE * arm.start_radius, ARM_MIDDLE * arm.end_radius)
+            for arm in shapes.arms["right"] + shapes.arms["left"]
+        ]
+        sleeves = sleeves | (draw_capsules(frame, arm_middles) & regions.arms)
+    seeds[inside & regions.allowed & (regions.target | sleeves) & ~skin] = cv2.GC_PR_FGD
     core = inside & regions.core & ~skin
     seeds[core] = cv2.GC_FGD
     # Bare arms and neck are surely not the garment; skin-coloured sleeves are left to GrabCut's colours.

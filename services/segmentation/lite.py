@@ -354,13 +354,16 @@ class LiteSegmentation:
         clothing[replace] = mask_kinds.REPLACE_NEAREST
         clothing[replace & skin_underneath(shapes, category, full)] = mask_kinds.REPLACE_SKIN
         clothing[replace & regions.arms] = mask_kinds.REPLACE_LIMB
+        # An old collar on the neck above the torso: skin under it, which only a high-necked garment covers
+        # (like an old sleeve on an arm).
+        clothing[replace & regions.neck & ~draw_polygons(full, shapes.torso)] = mask_kinds.REPLACE_LIMB
         if category is GarmentCategory.UPPER_BODY:
             below_waist = ~draw_polygons(full, shapes.above_waist)
             clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW
         # The old garment away from the body (a flared skirt, cloth between the legs): the backdrop is
         # behind it. Drawn like the reach, grown less: the body's own outline plus a close-fitting cut.
         near_body = category_reach(shapes, category, quarter, growth=OFF_BODY_GROWTH)
-        # A collar below the chin is on the neck (not in the garment's reach): skin is under it.
+        # A collar below the chin is on the neck (not in the garment's reach): skin is under it, see above.
         off_body = replace & ~(resize_mask(near_body, height, width) > 0.5) & ~regions.arms & ~regions.neck
         clothing[off_body] = mask_kinds.REPLACE_OFF_BODY
         clothing[~person_mask & (clothing == 0)] = mask_kinds.BACKDROP

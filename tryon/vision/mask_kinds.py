@@ -5,8 +5,9 @@ Every consumer reads ``clothing_mask > 127`` as the region to edit; the lite sta
 - :data:`REPLACE_NEAREST` / :data:`REPLACE_SKIN` / :data:`REPLACE_LIMB` / :data:`REPLACE_BELOW`
   (>= :data:`REPLACE_MIN`): the worn garment, to be replaced. Where the new garment does not cover it, it
   is filled from one kind of surface only: the nearest surface around the mask (background beside the
-  body), the person's skin (a midriff, legs; :data:`REPLACE_LIMB` is an old sleeve on an arm, which only a
-  sleeved new garment covers), or the garment below, extended upwards (trousers under an old long top).
+  body), the person's skin (a midriff, legs; :data:`REPLACE_LIMB` is an old sleeve on an arm or an old
+  collar on the neck, which only a sleeved or high-necked new garment covers), or the garment below,
+  extended upwards (trousers under an old long top).
   :data:`REPLACE_OFF_BODY` is worn garment away from the body (a skirt's flare, the cloth between the
   legs, a loose hem standing off the hips): only a garment cut as wide covers it; elsewhere the backdrop
   (:data:`BACKDROP`, the photo's pixels outside the person) shows through once the old garment is gone.
@@ -44,8 +45,8 @@ def replace_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
 
 
 def body_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
-    """The replaced pixels any new garment of the category covers: all but the old sleeves on the arms and
-    the old garment standing off the body."""
+    """The replaced pixels any new garment of the category covers: all but the old sleeves on the arms (and
+    collars on the neck) and the old garment standing off the body."""
     return (mask >= REPLACE_MIN) & (mask != REPLACE_LIMB) & (mask != REPLACE_OFF_BODY)
 
 

@@ -138,3 +138,27 @@ def test_skin_beside_the_mask_tones_the_fill() -> None:
     result = _run(person, mask, garment)
     beside = _mean(result, slice(120, 220), slice(122, 130))
     assert _delta_e(beside, shoulder) < 6, beside
+
+
+def test_skin_the_old_garment_left_bare_stays_the_photos_and_its_straps_go() -> None:
+    """The old top's wide neckline inside the replaced region: the photo's own skin there (its fine
+    texture) is kept, not repainted; the old top's thin strap across it is filled with skin."""
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[20:100, 150:210] = SKIN  # the face
+    texture = np.random.default_rng(7).uniform(-6.0, 6.0, (120, 160, 1)).astype(np.float32)  # pores
+    person[100:220, 100:260] = np.clip(np.array(SKIN, np.float32) + texture, 0, 255).astype(np.uint8)
+    person[100:220, 128:131] = OLD  # a thin strap of the old top across the neckline
+    person[220:330, 100:260] = OLD  # the old top below the neckline
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:100, 150:210] = mask_kinds.SKIN_SOURCE
+    mask[100:330, 100:260] = mask_kinds.REPLACE_SKIN  # the top's region, its neckline included
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[260:330, 100:260] = (*NEW, 255)  # a shorter new top: the neckline and the chest are bare
+    result = _run(person, mask, garment)
+    # The neckline's own skin, away from the strap and the old top's edge: the photo, texture included.
+    kept = result[115:200, 160:240].astype(np.int32)
+    assert np.abs(kept - person[115:200, 160:240].astype(np.int32)).max() <= 2
+    # The strap is gone: every pixel where it was, and beside it, is skin, not a darker trace of it.
+    strap = result[115:200, 124:136].astype(np.int32)
+    assert np.abs(strap - np.array(SKIN)).max() < 14

@@ -17,6 +17,7 @@ import skimage.data
 
 from services.pose.lite import LitePose
 from services.segmentation.body import (
+    Capsule,
     Frame,
     body_shapes,
     category_reach,
@@ -24,7 +25,7 @@ from services.segmentation.body import (
     draw_capsules,
     draw_polygons,
 )
-from services.segmentation.garment import GENERIC_SKIN_MODEL, fit_skin_model
+from services.segmentation.garment import GENERIC_SKIN_MODEL, estimate_garment, fit_skin_model
 from services.segmentation.lite import LiteSegmentation, _continues_above_high_waist
 from tests.imagegen import person_photo
 from tryon.types import (
@@ -103,6 +104,37 @@ def test_a_dress_may_reach_around_the_hands_when_they_are_not_carved() -> None:
     assert not (carved & hands).any()
     assert (kept & hands).sum() > 0.5 * hands.sum()
     assert not (kept & draw_polygons(frame, shapes.head) & ~hands).any()
+
+
+def test_a_long_sleeve_in_shadow_by_the_hips_is_the_worn_top() -> None:
+    """A drawn person in a red long-sleeved top whose forearms, hanging by the hips, are in shadow (a darker
+    red): the whole sleeve is the worn garment, down to the wrist (so the lite inpainter can remove it under
+    a short-sleeved new top), and the black trousers beside it are not."""
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    skin, top, shadow, trousers = (205, 150, 120), (150, 25, 40), (95, 18, 30), (25, 25, 30)
+    lower_half = np.indices(GEOMETRY_SHAPE)[0] > 150
+    face = draw_capsules(frame, [Capsule((144.0, 34.0), (144.0, 54.0), 16.0, 16.0)])
+    neck = draw_capsules(frame, shapes.neck)
+    torso = draw_polygons(frame, shapes.torso)
+    arms = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
+    forearms = draw_capsules(frame, [shapes.arms["right"][1], shapes.arms["left"][1]])
+    hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    legs = draw_capsules(frame, shapes.legs["right"] + shapes.legs["left"])
+    legs |= draw_polygons(frame, shapes.pelvis)
+    photo = np.full((*GEOMETRY_SHAPE, 3), 225, np.uint8)
+    photo[legs] = trousers
+    photo[torso | arms] = top
+    photo[forearms & lower_half] = shadow
+    photo[neck | face | hands] = skin
+    person = face | neck | torso | arms | hands | legs
+    skin_model = fit_skin_model(np.array([skin] * 50, np.uint8))
+    worn = estimate_garment(photo, person, shapes, GarmentCategory.UPPER_BODY, skin_model).garment
+    sleeve_ends = forearms & lower_half & ~hands
+    assert (worn & sleeve_ends).sum() > 0.9 * sleeve_ends.sum()
+    trousers_only = legs & ~torso & ~arms
+    assert (worn & trousers_only).sum() < 0.02 * trousers_only.sum()
+    assert not (worn & (face | hands)).any()
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
