@@ -61,6 +61,9 @@ REFINE_MIN_WIDTH = 7
 REFINE_SEED = 4321
 #: Minimum width (colour-distance units) of the alpha ramp across the garment's edge.
 EDGE_RAMP_MIN = 8.0
+#: Garment and backdrop colours this many separation thresholds apart are told apart at the edge by
+#: colour (alpha = the pixel's share of the garment's colour); closer, alpha ramps with the distance.
+EDGE_CONTRAST_MIN = 3.0
 #: The person check (a face in the garment photo) runs at this long side; faces narrower than this
 #: fraction of the photo's width are ignored; "backdrop beside the face" means within this colour distance.
 PERSON_CHECK_LONG_SIDE = 320
@@ -201,19 +204,22 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
                 "garment could not be separated: its alpha channel is empty", field="garment"
             )
         return rgb, _largest_component(alpha > 127, fill_holes=False, soft=alpha)
-    return rgb, _separate_from_background(rgb)
+    return _separate_from_background(rgb)
 
 
-def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """The garment's alpha: everything the background, grown in from the photo's border, does not reach.
+def _separate_from_background(
+    rgb: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """The garment's (RGB, alpha): everything the background, grown in from the photo's border, does not
+    reach.
 
     The background is flooded from every border pixel with a per-step colour tolerance taken from the
     border's own noise (``cv2.floodFill`` in floating-range mode), so gradients, vignetting and a white
     garment on a white studio backdrop are told apart by the garment's edge, not by a fixed distance from
     one background colour. Pixels far from the border colours never flood. Enclosed regions (a white print,
-    the inside of a neckline) stay garment.
+    the inside of a neckline) stay garment. The edge's antialiased pixels get the garment's own colour
+    (the backdrop's share taken out), so no backdrop-coloured halo is composited onto the person.
     """
-    height, width = rgb.shape[:2]
     small = cv2.GaussianBlur(downscale(rgb, SEPARATION_LONG_SIDE), (3, 3), 0)
     small_f = small.astype(np.float32)
     ring = np.concatenate([small_f[:2].reshape(-1, 3), small_f[-2:].reshape(-1, 3),
@@ -256,17 +262,80 @@ def _separate_from_background(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint
             field="garment",
         )
     small_mask = _largest_component(foreground, fill_holes=True)
-    # The low-resolution mask is about one (upsampled) pixel too large at the edge, where downscaling mixed
-    # garment and background. The edge is placed again from the full-resolution distance to the backdrop:
-    # alpha ramps across the threshold, inside the region the low-resolution mask allows.
+    return _place_edge(rgb, small_f, small_mask, local, threshold)
+
+
+def _place_edge(
+    rgb: npt.NDArray[np.uint8],
+    small: npt.NDArray[np.float32],
+    small_mask: npt.NDArray[np.uint8],
+    local: npt.NDArray[np.float32],
+    threshold: float,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """The garment's edge at full resolution, from the separation's low-resolution mask: (RGB, alpha).
+
+    The upsampled mask is about one low-resolution pixel off at the edge (downscaling mixed garment and
+    backdrop there); left as it is, its opaque rim shows as a staircase of backdrop-coloured steps round the
+    composited garment. So in a band about a low-resolution pixel either side of the upsampled edge, each
+    pixel is taken as a mix of the garment's colour nearby (the mean colour of the mask's interior around it)
+    and the backdrop's (the surface from the border): its alpha is its share of the garment's colour, and
+    its colour the garment's, the backdrop's share taken out, so no halo of backdrop colour is composited
+    onto the person. Where garment and backdrop are too alike to tell apart (white on white), alpha ramps
+    with the distance from the backdrop instead.
+    """
+    height, width = rgb.shape[:2]
     region = cv2.resize(small_mask, (width, height), interpolation=cv2.INTER_LINEAR)
-    alpha = np.where(region >= 255, 255, 0).astype(np.uint8)
-    band = np.nonzero((region > 0) & (region < 255))
-    backdrop = cv2.resize(local, (width, height), interpolation=cv2.INTER_LINEAR)[band]
-    distance_in_band = np.linalg.norm(rgb[band].astype(np.float32) - backdrop, axis=1)
-    ramp = max(EDGE_RAMP_MIN, threshold)
-    alpha[band] = np.round(255 * np.clip((distance_in_band - threshold) / ramp + 0.5, 0.0, 1.0))
-    return alpha
+    step = max(1, round(max(height, width) / max(small_mask.shape)))
+    upsampled = (region >= 255).astype(np.uint8)
+    # One low-resolution pixel in from the upsampled edge the mask is usually garment; two, always (the
+    # blur before thresholding can grow a straight edge by two). The second ring is placed by colour
+    # only where colour can tell garment from backdrop, and stays opaque otherwise.
+    surely = cv2.erode(upsampled, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * step + 1,) * 2))
+    opaque = cv2.erode(upsampled, cv2.getStructuringElement(cv2.MORPH_RECT, (4 * step + 1,) * 2))
+    alpha = opaque * np.uint8(255)
+    band = np.nonzero((region > 0) & (opaque == 0))
+    if band[0].size == 0:
+        return rgb, alpha
+    interior = cv2.erode(small_mask, np.ones((3, 3), np.uint8)) > 0
+    weight = cv2.GaussianBlur(interior.astype(np.float32), (0, 0), 1.5)
+    colour_sum = cv2.GaussianBlur(small * interior[..., None].astype(np.float32), (0, 0), 1.5)
+    nearby = np.dstack([colour_sum, weight])
+    # Bilinear samples of the low-resolution fields at the band's pixels only (not whole upsampled frames).
+    scale_x, scale_y = small_mask.shape[1] / width, small_mask.shape[0] / height
+    sampled = _sample(
+        np.dstack([nearby, local]), (band[1] + 0.5) * scale_x - 0.5, (band[0] + 0.5) * scale_y - 0.5
+    )
+    reach, backdrop = sampled[:, 3], sampled[:, 4:7]
+    garment_nearby = sampled[:, :3] / np.maximum(reach, 1e-6)[:, None]
+    pixel = rgb[band].astype(np.float32)
+    contrast = garment_nearby - backdrop
+    contrast_sq = (contrast * contrast).sum(axis=1)
+    projected = ((pixel - backdrop) * contrast).sum(axis=1) / np.maximum(contrast_sq, 1e-6)
+    ramp = np.clip(
+        (np.linalg.norm(pixel - backdrop, axis=1) - threshold) / max(EDGE_RAMP_MIN, threshold) + 0.5, 0.0, 1.0
+    )
+    distinct = (reach > 0.05) & (contrast_sq > (EDGE_CONTRAST_MIN * threshold) ** 2)
+    coverage = np.where(distinct, np.clip(projected, 0.0, 1.0), np.where(surely[band] > 0, 1.0, ramp))
+    alpha[band] = np.round(255 * coverage)
+    # pixel = coverage * garment + (1 - coverage) * backdrop, solved for the garment's colour where the
+    # pixel is mostly garment; fainter pixels (which barely show) take the colour of the garment nearby.
+    share = np.maximum(coverage, 1e-6)[:, None]
+    solved = (pixel - (1.0 - share) * backdrop) / share
+    colour = np.where((coverage >= 0.5)[:, None] | ~distinct[:, None], solved, garment_nearby)
+    clean = rgb.copy()
+    clean[band] = np.clip(np.round(colour), 0, 255).astype(np.uint8)
+    return clean, alpha
+
+
+def _sample(field: npt.NDArray[np.float32], x: npt.NDArray, y: npt.NDArray) -> npt.NDArray[np.float32]:
+    """Bilinear samples of ``field`` (H x W x C) at the points (x, y): an N x C array."""
+    count, columns = len(x), 1024  # cv2.remap's maps are limited to 32767 per side: fold the points
+    rows = max(1, -(-count // columns))
+    map_x, map_y = np.zeros((2, rows * columns), np.float32)
+    map_x[:count], map_y[:count] = x, y
+    sampled = cv2.remap(field, map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return sampled.reshape(rows * columns, -1)[:count]
 
 
 def _refine_by_colour(
@@ -771,11 +840,25 @@ def warp_to_person(
     mesh = np.stack(np.meshgrid(grid_x, grid_y), axis=-1).reshape(-1, 2)
     coarse = inverse(mesh).reshape(len(grid_y), len(grid_x), 2).astype(np.float32)
     full = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
-    rgba = np.dstack([rgb, alpha])
-    warped = cv2.remap(
-        rgba, full[..., 0], full[..., 1], interpolation=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
+    return unpremultiply(
+        cv2.remap(
+            premultiply(rgb, alpha), full[..., 0], full[..., 1], interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
+        )
     )  # fmt: skip
-    # No garment is transparent black: the photo's background colour would otherwise fill the frame, and
-    # the wire sends only the garment's bounding box.
-    return cv2.bitwise_and(warped, warped, mask=cv2.extractChannel(warped, 3))
+
+
+def premultiply(rgb: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """RGBA with its colour multiplied by its alpha, for resampling: interpolated unpremultiplied, a pixel
+    at the garment's edge takes the colour of the transparent photo background next to it (a light halo
+    round a garment shot on white)."""
+    alpha3 = cv2.merge([alpha, alpha, alpha])
+    return cv2.merge([*cv2.split(cv2.multiply(rgb, alpha3, scale=1 / 255)), alpha])
+
+
+def unpremultiply(rgba: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Back to straight colour; fully transparent pixels are transparent black (the wire sends only the
+    garment's bounding box)."""
+    alpha = cv2.extractChannel(rgba, 3)
+    colour = cv2.divide(cv2.merge(cv2.split(rgba)[:3]), cv2.merge([alpha, alpha, alpha]), scale=255)
+    return cv2.merge([*cv2.split(colour), alpha])
