@@ -280,8 +280,9 @@ def _place_edge(
     pixel is taken as a mix of the garment's colour nearby (the mean colour of the mask's interior around it)
     and the backdrop's (the surface from the border): its alpha is its share of the garment's colour, and
     its colour the garment's, the backdrop's share taken out, so no halo of backdrop colour is composited
-    onto the person. Where garment and backdrop are too alike to tell apart (white on white), alpha ramps
-    with the distance from the backdrop instead.
+    onto the person. Where garment and backdrop are too alike to tell apart (white on white), or the pixel
+    is no mix of the two (a print's other colours), alpha ramps with the distance from the backdrop
+    instead.
     """
     height, width = rgb.shape[:2]
     region = cv2.resize(small_mask, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -314,8 +315,13 @@ def _place_edge(
     ramp = np.clip(
         (np.linalg.norm(pixel - backdrop, axis=1) - threshold) / max(EDGE_RAMP_MIN, threshold) + 0.5, 0.0, 1.0
     )
-    distinct = (reach > 0.05) & (contrast_sq > (EDGE_CONTRAST_MIN * threshold) ** 2)
-    coverage = np.where(distinct, np.clip(projected, 0.0, 1.0), np.where(surely[band] > 0, 1.0, ramp))
+    # Only a pixel on the line from the backdrop's colour to the garment's is a mix of the two; one off it
+    # (a print's other colours, the edge of a pattern) is garment where it is far from the backdrop.
+    mixed = np.clip(projected, 0.0, 1.0)
+    off_line = np.linalg.norm(pixel - backdrop - mixed[:, None] * contrast, axis=1)
+    on_line = off_line <= np.maximum(2.0 * threshold, 0.25 * np.sqrt(contrast_sq))
+    distinct = (reach > 0.05) & (contrast_sq > (EDGE_CONTRAST_MIN * threshold) ** 2) & on_line
+    coverage = np.where(distinct, mixed, np.where(surely[band] > 0, 1.0, ramp))
     alpha[band] = np.round(255 * coverage)
     # pixel = coverage * garment + (1 - coverage) * backdrop, solved for the garment's colour where the
     # pixel is mostly garment; fainter pixels (which barely show) take the colour of the garment nearby.
