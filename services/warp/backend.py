@@ -778,9 +778,9 @@ def warp_in_layers(
         for point, target in pairs
         if point == landmarks[name]
     }
-    rgb = _edge_colours_from_inside(rgb, alpha)
     if not sleeves:
         return warp_to_person(rgb, alpha, pairs, target_size)
+    rgb = _edge_colours_from_inside(rgb, alpha)  # only layers have seams inside the garment
     left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
     axis = (left[0] + right[0]) / 2
     torso_half = abs(right[0] - left[0]) / 2 / SHOULDER_FRACTION
