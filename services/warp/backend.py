@@ -95,9 +95,9 @@ SLEEVE_FLARE = 0.15
 SEAM_OVERLAP = 0.3
 #: The sleeve's soft edge (alpha <= 127) reaches this many pixels (garment photo) beyond its opaque part.
 RIM_PIXELS = 6
-#: Alpha at and above which a garment pixel's colour is all garment (unless it is within BACKDROP_RIM_DISTANCE
-#: of the backdrop's colour, NOTCH_PIXELS or less from the outside and joined to it through such pixels);
-#: the other pixels within this box (px, garment photo) of such pixels take their colour from them.
+#: Garment pixels within BACKDROP_RIM_DISTANCE of the backdrop's colour (per channel), NOTCH_PIXELS or less
+#: from the outside and joined to it through such pixels are backdrop left inside the garment: they take
+#: the mean colour of the opaque (alpha >= OPAQUE) garment pixels within this box (px, garment photo).
 OPAQUE = 250
 EDGE_FILL_KERNEL = 33
 NOTCH_PIXELS = 16
@@ -768,8 +768,9 @@ def warp_in_layers(
     - a long sleeve (or one with no arm found) turns about the seam at the shoulders' height onto its cuff's
       target, fitted along shoulder, elbow and wrist (a rigid sleeve cannot bend at the elbow).
 
-    The sleeve's soft rim goes with it, and every not quite opaque edge pixel takes its colour from the
-    garment next to it, never from the photo's backdrop: both would show as light slivers at the seams.
+    The sleeve's soft rim goes with it, the sleeves are resampled premultiplied like the torso, and the
+    backdrop left in the armpit notches' tips takes the garment's colour: each would otherwise show as a
+    light sliver at the seams.
     """
     sleeves = {
         name: target
@@ -870,7 +871,9 @@ def warp_in_layers(
         torso_alpha[rim_box][rim & (sign * (columns[rim_box[1]] - axis) > torso_half)[None, :]] = 0
         # Only the sleeve's box is cut out and warped, into only the box it lands in (full frames cost
         # ~40 ms per sleeve in copies and blends).
-        layer = np.dstack([rgb[box], np.where(sleeve[box], alpha[box], 0).astype(np.uint8)])
+        layer = premultiply(
+            np.ascontiguousarray(rgb[box]), np.where(sleeve[box], alpha[box], 0).astype(np.uint8)
+        )
         corners = np.array([[0, 0], [box_width, 0], [0, box_height], [box_width, box_height]], np.float64)
         corners = (corners + np.array([x0, y0])) @ matrix[:, :2].T + matrix[:, 2]
         left_x, top_y = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
@@ -888,6 +891,7 @@ def warp_in_layers(
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(0, 0, 0, 0),
         )
+        placed = unpremultiply(placed)
         # Keep the band over the arm: beyond its inner edge is the sleeve's underside, folded away; beyond
         # its outer edge (the arm's line through the shoulder's edge, plus a little flare) a wide sleeve's
         # far corner would stick out into the air.
@@ -957,15 +961,12 @@ def _sleeve_width(
 def _edge_colours_from_inside(
     rgb: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.uint8]:
-    """``rgb`` with the colour of the garment's edge pixels that are not all garment (not quite opaque, or
-    backdrop-coloured within RIM_PIXELS of the outside) and of the backdrop just outside replaced by the
-    mean of the garment pixels near them.
+    """``rgb`` with the colour of the garment's backdrop-coloured pixels joined to the outside through
+    such pixels (at most NOTCH_PIXELS deep) replaced by the mean colour of the opaque garment near them.
 
-    The warps interpolate colour and alpha separately, so an edge pixel's colour would otherwise mix in the
-    backdrop's; and the separation, placed at low resolution, leaves a thin opaque rim of backdrop round
-    the garment and in the tips of narrow notches (the armpits). Both show as light (or dark) slivers
-    wherever a layer's edge lies inside the garment (the seams between torso and sleeves) or over the
-    person.
+    The separation decides at low resolution and places the edge again only about a low-resolution pixel
+    deep: the tips of narrow notches (the armpits of a T-shirt laid flat) stay opaque with the backdrop's
+    colour. Cut into layers, they show as light slivers at the seams between the torso and the sleeves.
     """
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
     backdrop = np.median(border, axis=0)
@@ -1004,12 +1005,8 @@ def _edge_colours_from_inside(
     # (OpenCV's division gives 0 where no garment is near: colour no sample ever reaches)
     means = cv2.divide(sums, cv2.merge([weights] * 3), scale=255.0, dtype=cv2.CV_8U)
     means = cv2.resize(means, size, interpolation=cv2.INTER_LINEAR)
-    # The fringe: every not quite opaque pixel (those far from the garment are never sampled), and the
-    # backdrop-coloured rim (recolouring a garment pixel next to it with its neighbours' mean is harmless).
-    fringe = cv2.bitwise_or(
-        cv2.compare(alpha[box], OPAQUE, cv2.CMP_LT),
-        cv2.resize(rim_backdrop, size, interpolation=cv2.INTER_NEAREST),
-    )
+    # (recolouring a garment pixel next to them with its neighbours' mean is harmless)
+    fringe = cv2.resize(rim_backdrop, size, interpolation=cv2.INTER_NEAREST)
     region = np.ascontiguousarray(rgb[box])
     cv2.copyTo(means, fringe, region)
     filled = rgb.copy()
