@@ -831,6 +831,15 @@ def warp_in_layers(
             pivot = np.array([seam_x, landmarks[name.replace("sleeve", "shoulder")][1]])
             pivot_target = torso_placement(pivot[None])[0]
             turn = complex(*(tip_target - pivot_target)) / complex(*np.subtract(tip, pivot))
+            # ... and is cut out as it always was: everything beyond the torso's side joined to its tip.
+            whole = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
+            _, labels = cv2.connectedComponents(whole.astype(np.uint8), connectivity=8)
+            label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
+            if label == 0:
+                continue
+            sleeve = labels == label
+            x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
+            box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
         else:
             # A short sleeve hangs from the shoulder's edge along the upper arm: it turns about its seam's
             # top (where the torso puts it) until its axis (seam's middle -> cuff) runs along the arm. Worn,
@@ -862,7 +871,7 @@ def warp_in_layers(
         matrix[:, 2] = pivot_target - matrix[:, :2] @ pivot
         # The sleeve's antialiased rim (alpha <= 127, not in the component) goes with it, or it would stay
         # on the torso's layer as a faint outline of the sleeve laid flat.
-        pad = RIM_PIXELS
+        pad = RIM_PIXELS if band_width is not None else 0
         rim_box = (
             slice(max(y0 - pad, 0), y0 + box_height + pad),
             slice(max(x0 - pad, 0), x0 + box_width + pad),
