@@ -79,6 +79,40 @@ def person_photo(long_side: int = 1024) -> npt.NDArray[np.uint8]:
     return imaging.to_working_resolution(skimage.data.astronaut(), long_side)
 
 
+# A fitted T-shirt with sleeves longer than they are wide (so a sleeve's axis is its principal axis), in a
+# unit square: collar, the image-right sleeve (top edge, cuff, underside), the hem, the image-left sleeve.
+_FITTED_TSHIRT = [
+    (0.36, 0.08), (0.44, 0.06), (0.50, 0.12), (0.56, 0.06), (0.64, 0.08),
+    (0.84, 0.26), (0.77, 0.33), (0.70, 0.24),
+    (0.70, 0.92), (0.30, 0.92),
+    (0.30, 0.24), (0.23, 0.33), (0.16, 0.26),
+]  # fmt: skip
+
+
+def two_tone_tshirt(
+    size: tuple[int, int] = (768, 1024),
+    torso_colour: Colour = (220, 190, 40),
+    sleeve_colour: Colour = (30, 40, 130),
+    background: Colour = (245, 245, 245),
+    fitted: bool = True,
+) -> npt.NDArray[np.uint8]:
+    """A short-sleeved T-shirt whose sleeves (beyond its torso's sides) differ in colour from its torso, on a
+    plain backdrop: the warped sleeves can be told from the torso by colour. Fitted: sleeves longer than
+    wide, out at ~40 degrees; else the common cut (:data:`OUTLINES`): wide sleeves, out at ~30 degrees."""
+    width, height = size
+    shape, (left, right) = (_FITTED_TSHIRT, (0.30, 0.70)) if fitted else (_TSHIRT, (0.28, 0.72))
+    outline = np.array([(x * width, y * height) for x, y in shape], dtype=np.float64)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+    columns = np.arange(width)[None, :]
+    sleeves = (mask > 0) & ((columns < left * width - 1) | (columns > right * width + 1))
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = background
+    image[mask > 0] = torso_colour
+    image[sleeves] = sleeve_colour
+    return image
+
+
 def add_print(garment: npt.NDArray[np.uint8], mask: npt.NDArray[np.uint8], seed: int = 0) -> None:
     """Paint a print rich in corners and blobs (what SIFT matches) inside the middle of ``mask``, in place."""
     rng = np.random.default_rng(seed)

@@ -84,6 +84,24 @@ TORSO_WIDTH_PERCENTILE = 50
 SLEEVES_MERGED_RATIO = 0.85
 #: The shoulder landmarks sit this fraction of the torso's half-width from the axis.
 SHOULDER_FRACTION = 0.85
+#: A sleeve's seam is its rows within this many columns of its side at the cut (the torso's side).
+SEAM_COLUMNS = 3
+#: A short sleeve hanging along the arm is at most this fraction of the shoulders' width (the garment's
+#: shoulder points on the body) wide: a wide sleeve's inner part folds into the armpit when worn.
+SLEEVE_BAND_MAX = 0.4
+#: ... and reaches at most this fraction of its width out beyond the arm's line through the shoulder's edge.
+SLEEVE_FLARE = 0.15
+#: ... and lies over the torso's side by at most this fraction of its width.
+SEAM_OVERLAP = 0.3
+#: The sleeve's soft edge (alpha <= 127) reaches this many pixels (garment photo) beyond its opaque part.
+RIM_PIXELS = 6
+#: Garment pixels within BACKDROP_RIM_DISTANCE of the backdrop's colour (per channel), NOTCH_PIXELS or less
+#: from the outside and joined to it through such pixels are backdrop left inside the garment: they take
+#: the mean colour of the opaque (alpha >= OPAQUE) garment pixels within this box (px, garment photo).
+OPAQUE = 250
+EDGE_FILL_KERNEL = 33
+NOTCH_PIXELS = 16
+BACKDROP_RIM_DISTANCE = 30.0
 #: A sleeve is this share of the silhouette's pixels at least (outside the torso's band).
 SLEEVE_MIN_PIXELS_FRACTION = 0.01
 #: Length of a regular top in the photo, hem below the shoulders, in shoulder widths (the landmarks above):
@@ -128,7 +146,7 @@ class GarmentWarper:
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
         pairs = body_targets(landmarks, inputs.keypoints, inputs.category)
-        warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width))
+        warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width), inputs.keypoints)
         return WarpOutput(
             warped_garment=warped,
             garment_landmarks={name: (float(x), float(y)) for name, (x, y) in landmarks.items()},
@@ -736,14 +754,29 @@ def warp_in_layers(
     landmarks: dict[str, Point],
     pairs: list[tuple[Point, npt.NDArray[np.float64]]],
     target_size: tuple[int, int],
+    keypoints: Keypoints | None = None,
 ) -> npt.NDArray[np.uint8]:
     """The garment in the person frame, its sleeves warped as layers of their own.
 
     One spline through the torso's and the sleeves' control points shears the torso wherever a sleeve is
     pulled along its arm (arms down: the torso's side under the sleeve is dragged down and in, leaving the
     body's side bare). So each sleeve (the silhouette beyond the torso's side, joined to the sleeve's tip)
-    is cut off at the torso's side and turned about its seam onto its arm, at the torso's scale; the torso
-    is bent by the spline without the sleeve pairs; the sleeves are laid over it.
+    is cut off at the torso's side; the torso is bent by the spline without the sleeve pairs; the sleeves
+    are laid over it, rigid, at the torso's scale:
+
+    - a short sleeve (ending above the elbow; ``keypoints`` give the arm) turns about its seam's top, where
+      the torso puts it (the shoulder's edge), until its axis (seam's middle -> cuff) runs along the upper
+      arm (shoulder -> elbow), never in across the torso's side (an arm held in front of a loose garment
+      would lay the sleeve over the print). What the turn swings in over the chest (worn, the part along
+      the seam's lower half folds into the armpit) and a wide sleeve's far corner are cut off: the sleeve
+      keeps the band its own width spans along the arm, and overlaps the torso's side enough to close the
+      seam. Laid flat, short sleeves stick out; without this they stayed out as wings.
+    - a long sleeve (or one with no arm found) turns about the seam at the shoulders' height onto its cuff's
+      target, fitted along shoulder, elbow and wrist (a rigid sleeve cannot bend at the elbow).
+
+    The sleeve's soft rim goes with it, the sleeves are resampled premultiplied like the torso, and the
+    backdrop left in the armpit notches' tips takes the garment's colour: each would otherwise show as a
+    light sliver at the seams.
     """
     sleeves = {
         name: target
@@ -754,6 +787,7 @@ def warp_in_layers(
     }
     if not sleeves:
         return warp_to_person(rgb, alpha, pairs, target_size)
+    rgb = _edge_colours_from_inside(rgb, alpha)  # only layers have seams inside the garment
     left, right = landmarks["left_shoulder"], landmarks["right_shoulder"]
     axis = (left[0] + right[0]) / 2
     torso_half = abs(right[0] - left[0]) / 2 / SHOULDER_FRACTION
@@ -770,33 +804,91 @@ def warp_in_layers(
     layers = []
     for name, tip_target in sleeves.items():
         sign = -1.0 if name == "left_sleeve" else 1.0
-        beyond = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
-        _, labels = cv2.connectedComponents(beyond.astype(np.uint8), connectivity=8)
+        seam_x = axis + sign * torso_half
+        beyond = ((sign * (columns - axis) > torso_half)[None, :] & (alpha > 127)).astype(np.uint8)
+        # Opened: a torso a pixel wider than the cut somewhere leaves a thin strip beyond it, which would
+        # join the sleeve to the torso's whole side.
+        beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, np.ones((SEAM_COLUMNS + 2,) * 2, np.uint8))
+        _, labels = cv2.connectedComponents(beyond, connectivity=8)
         tip = landmarks[name]
         row = int(np.clip(round(tip[1]), 0, alpha.shape[0] - 1))
         label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
         if label == 0:
             continue
         sleeve = labels == label
-        torso_alpha[sleeve] = 0
-        # The seam's top (the torso's side at the shoulders' height) stays where the torso puts it; the
-        # sleeve turns about it towards its target on the arm, at the torso's scale (the sleeve's length
-        # was fitted along the arm, whose bend a rigid sleeve cannot follow).
-        pivot = np.array([axis + sign * torso_half, landmarks[name.replace("sleeve", "shoulder")][1]])
-        pivot_target = torso_placement(pivot[None])[0]
-        source_vector = complex(*np.subtract(tip, pivot))
-        target_vector = complex(*(tip_target - pivot_target))
-        if abs(source_vector) < 1.0 or abs(target_vector) < 1.0:
+        x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
+        box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
+        # The seam: the sleeve's rows along the cut (its first columns beyond the torso's side).
+        inner_x = x0 if sign > 0 else x0 + box_width - 1
+        near_cut = sleeve[box][:, np.abs(columns[x0 : x0 + box_width] - inner_x) < SEAM_COLUMNS]
+        seam_rows = np.flatnonzero(near_cut.any(axis=1)) + y0
+        if len(seam_rows) == 0:
             continue
-        turn = target_vector / source_vector
+        seam_middle = np.array([seam_x, (seam_rows[0] + seam_rows[-1]) / 2])
+        sleeve_axis = np.subtract(tip, seam_middle)
+        axis_length = float(np.hypot(*sleeve_axis))
+        if axis_length < 1.0:
+            continue
+        direction = _upper_arm(name, keypoints, scale * axis_length)
+        band_width: float | None = None
+        if direction is None:
+            # A long sleeve (or no arm to hang on): it turns rigidly about the seam at the shoulders' height
+            # onto its cuff's target, fitted along the arm (shoulder, elbow, wrist), at the torso's scale.
+            pivot = np.array([seam_x, landmarks[name.replace("sleeve", "shoulder")][1]])
+            pivot_target = torso_placement(pivot[None])[0]
+            turn = complex(*(tip_target - pivot_target)) / complex(*np.subtract(tip, pivot))
+            # ... and is cut out as it always was: everything beyond the torso's side joined to its tip.
+            whole = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
+            _, labels = cv2.connectedComponents(whole.astype(np.uint8), connectivity=8)
+            label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
+            if label == 0:
+                continue
+            sleeve = labels == label
+            x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
+            box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
+        else:
+            # A short sleeve hangs from the shoulder's edge along the upper arm: it turns about its seam's
+            # top (where the torso puts it) until its axis (seam's middle -> cuff) runs along the arm. Worn,
+            # a sleeve is a tube round the arm: what the turn swings in over the chest (the part along the
+            # seam's lower half, folded into the armpit when worn) is cut off beyond the band the sleeve's
+            # own width spans along the arm.
+            pivot = np.array([seam_x, float(seam_rows[0])])
+            seam_ends = torso_placement(np.array([pivot, [seam_x, float(seam_rows[-1])]]))
+            pivot_target = seam_ends[0]
+            # The torso's side (the seam, placed): a sleeve never hangs in across it, where an arm held in
+            # front of a loose garment would lay it over the print; it hangs down the side instead.
+            side_down = (seam_ends[1] - seam_ends[0]) / max(
+                float(np.hypot(*(seam_ends[1] - seam_ends[0]))), 1e-6
+            )
+            side_outward = sign * np.array([side_down[1], -side_down[0]])
+            if float(direction @ side_outward) < 0:
+                direction = side_down
+            turn = complex(*direction) / complex(*sleeve_axis)
+            along = direction / float(np.hypot(*direction))
+            outward = sign * np.array([along[1], -along[0]])
+            band_width = min(
+                scale * _sleeve_width(sleeve[box], (x0, y0), seam_middle, sleeve_axis / axis_length),
+                SLEEVE_BAND_MAX * float(np.hypot(*(pairs[1][1] - pairs[0][1]))),
+            )
+        if not np.isfinite(abs(turn)) or abs(turn) < 1e-6:
+            continue
         rotation = turn / abs(turn) * scale
         matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
         matrix[:, 2] = pivot_target - matrix[:, :2] @ pivot
+        # The sleeve's antialiased rim (alpha <= 127, not in the component) goes with it, or it would stay
+        # on the torso's layer as a faint outline of the sleeve laid flat.
+        pad = RIM_PIXELS if band_width is not None else 0
+        rim_box = (
+            slice(max(y0 - pad, 0), y0 + box_height + pad),
+            slice(max(x0 - pad, 0), x0 + box_width + pad),
+        )
+        rim = cv2.dilate(sleeve[rim_box].astype(np.uint8), np.ones((2 * pad + 1,) * 2, np.uint8)).astype(bool)
+        torso_alpha[rim_box][rim & (sign * (columns[rim_box[1]] - axis) > torso_half)[None, :]] = 0
         # Only the sleeve's box is cut out and warped, into only the box it lands in (full frames cost
         # ~40 ms per sleeve in copies and blends).
-        x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
-        box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
-        layer = np.dstack([rgb[box], np.where(sleeve[box], alpha[box], 0).astype(np.uint8)])
+        layer = premultiply(
+            np.ascontiguousarray(rgb[box]), np.where(sleeve[box], alpha[box], 0).astype(np.uint8)
+        )
         corners = np.array([[0, 0], [box_width, 0], [0, box_height], [box_width, box_height]], np.float64)
         corners = (corners + np.array([x0, y0])) @ matrix[:, :2].T + matrix[:, 2]
         left_x, top_y = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
@@ -814,7 +906,27 @@ def warp_in_layers(
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(0, 0, 0, 0),
         )
-        layers.append(((slice(top_y, bottom_y), slice(left_x, right_x)), placed))
+        placed = unpremultiply(placed)
+        # Keep the band over the arm: beyond its inner edge is the sleeve's underside, folded away; beyond
+        # its outer edge (the arm's line through the shoulder's edge, plus a little flare) a wide sleeve's
+        # far corner would stick out into the air.
+        if band_width is not None:
+            xs = np.arange(left_x, right_x, dtype=np.float32)[None, :] - np.float32(pivot_target[0])
+            ys = np.arange(top_y, bottom_y, dtype=np.float32)[:, None] - np.float32(pivot_target[1])
+            out = xs * np.float32(outward[0]) + ys * np.float32(outward[1])
+            keep = np.minimum(out + np.float32(band_width), np.float32(SLEEVE_FLARE * band_width) - out)
+            # ... and covers the torso's side by at most SEAM_OVERLAP of its width, enough to close the seam.
+            beside = xs * np.float32(side_outward[0]) + ys * np.float32(side_outward[1])
+            keep = np.minimum(keep, beside + np.float32(SEAM_OVERLAP * band_width)) + np.float32(0.5)
+            np.clip(keep, 0.0, 1.0, out=keep)
+            placed[..., 3] = cv2.multiply(placed[..., 3], keep, dtype=cv2.CV_8U)
+        # Blended over only what is left of it (the turn's box is mostly empty once the band is cut).
+        kept_x, kept_y, kept_width, kept_height = cv2.boundingRect(cv2.extractChannel(placed, 3))
+        if kept_width == 0 or kept_height == 0:
+            continue
+        placed = placed[kept_y : kept_y + kept_height, kept_x : kept_x + kept_width]
+        top_y, left_x = top_y + kept_y, left_x + kept_x
+        layers.append(((slice(top_y, top_y + kept_height), slice(left_x, left_x + kept_width)), placed))
     if not layers:
         return warp_to_person(rgb, alpha, pairs, target_size)
     warped = warp_to_person(rgb, torso_alpha, torso_pairs, target_size)
@@ -828,6 +940,93 @@ def warp_in_layers(
         blended = np.round(np.concatenate([mixed, out_alpha * 255.0], axis=2)).astype(np.uint8)
         warped[region] = cv2.bitwise_and(blended, blended, mask=cv2.extractChannel(blended, 3))
     return warped
+
+
+def _upper_arm(name: str, keypoints: Keypoints | None, length: float) -> npt.NDArray[np.float64] | None:
+    """The upper arm's direction (shoulder -> elbow) for a sleeve of ``length`` (person pixels) that ends
+    above the elbow; None for a longer sleeve or an arm not found."""
+    if keypoints is None:
+        return None
+    side = "right" if name == "left_sleeve" else "left"  # image-left sleeve: the wearer's right arm
+    shoulder, elbow = _point(keypoints, f"{side}_shoulder"), _point(keypoints, f"{side}_elbow")
+    if shoulder is None or elbow is None:
+        return None
+    upper_arm = elbow - shoulder
+    reach = float(np.hypot(*upper_arm))
+    return upper_arm if reach >= 1.0 and length <= reach else None
+
+
+def _sleeve_width(
+    sleeve: npt.NDArray[np.bool_],
+    origin: tuple[int, int],
+    seam_middle: npt.NDArray[np.float64],
+    along: npt.NDArray[np.float64],
+) -> float:
+    """The sleeve's width across its axis over its outer half (garment-photo pixels): what it spans around
+    the arm, seen from the front."""
+    points = cv2.findNonZero(sleeve.astype(np.uint8))[::4, 0]  # every 4th pixel: the extent is all it needs
+    offsets = (points + origin).astype(np.float64) - seam_middle
+    distance_along = offsets @ along
+    outer = offsets[distance_along >= 0.5 * distance_along.max()]
+    across = outer @ np.array([-along[1], along[0]])
+    low, high = np.percentile(across, (2, 98))
+    return float(high - low)
+
+
+def _edge_colours_from_inside(
+    rgb: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """``rgb`` with the colour of the garment's backdrop-coloured pixels joined to the outside through
+    such pixels (at most NOTCH_PIXELS deep) replaced by the mean colour of the opaque garment near them.
+
+    The separation decides at low resolution and places the edge again only about a low-resolution pixel
+    deep: the tips of narrow notches (the armpits of a T-shirt laid flat) stay opaque with the backdrop's
+    colour. Cut into layers, they show as light slivers at the seams between the torso and the sleeves.
+    """
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+    backdrop = np.median(border, axis=0)
+    garment = alpha > 0
+    if not garment.any():
+        return rgb
+    x0, y0, box_width, box_height = cv2.boundingRect(garment.astype(np.uint8))
+    pad = EDGE_FILL_KERNEL
+    y0, x0 = max(0, y0 - pad), max(0, x0 - pad)
+    box = (slice(y0, y0 + box_height + 2 * pad), slice(x0, x0 + box_width + 2 * pad))
+    # The masks and means are taken at half resolution (a fringe's colour needs no more; a quarter of the
+    # cost), the fringe itself is recoloured at full resolution.
+    size = (box[1].stop - box[1].start, box[0].stop - box[0].start)
+    size = (min(size[0], rgb.shape[1] - x0), min(size[1], rgb.shape[0] - y0))
+    half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
+    small_rgb = cv2.resize(rgb[box], half, interpolation=cv2.INTER_AREA)
+    small_alpha = cv2.resize(alpha[box], half, interpolation=cv2.INTER_AREA)
+    inside = cv2.compare(small_alpha, 0, cv2.CMP_GT)
+    inner = cv2.erode(inside, np.ones((NOTCH_PIXELS + 1,) * 2, np.uint8))
+    low = np.clip(backdrop - BACKDROP_RIM_DISTANCE, 0, 255)
+    high = np.clip(backdrop + BACKDROP_RIM_DISTANCE, 0, 255)
+    looks_backdrop = cv2.bitwise_and(cv2.inRange(small_rgb, low, high), cv2.subtract(inside, inner))
+    # Backdrop-coloured pixels joined to the outside (through the box's border) through such pixels: the
+    # rim and the notches' tips, not a light print inside the garment.
+    canvas = cv2.copyMakeBorder(
+        cv2.bitwise_or(looks_backdrop, 255 - inside), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255
+    )
+    cv2.floodFill(canvas, None, (0, 0), 128, flags=4)
+    rim_backdrop = cv2.bitwise_and(looks_backdrop, cv2.compare(canvas[1:-1, 1:-1], 128, cv2.CMP_EQ))
+    # (grown by a pixel: at half resolution the rim's inner pixels mix in the garment's colour)
+    rim_backdrop = cv2.dilate(rim_backdrop, np.ones((3, 3), np.uint8))
+    solid = cv2.bitwise_and(cv2.compare(small_alpha, OPAQUE, cv2.CMP_GE), 255 - rim_backdrop)
+    kernel = (EDGE_FILL_KERNEL // 2 | 1,) * 2
+    sums = cv2.blur(cv2.bitwise_and(small_rgb, small_rgb, mask=solid).astype(np.float32), kernel)
+    weights = cv2.blur(solid.astype(np.float32), kernel)
+    # (OpenCV's division gives 0 where no garment is near: colour no sample ever reaches)
+    means = cv2.divide(sums, cv2.merge([weights] * 3), scale=255.0, dtype=cv2.CV_8U)
+    means = cv2.resize(means, size, interpolation=cv2.INTER_LINEAR)
+    # (recolouring a garment pixel next to them with its neighbours' mean is harmless)
+    fringe = cv2.resize(rim_backdrop, size, interpolation=cv2.INTER_NEAREST)
+    region = np.ascontiguousarray(rgb[box])
+    cv2.copyTo(means, fringe, region)
+    filled = rgb.copy()
+    filled[box] = region
+    return filled
 
 
 def warp_to_person(

@@ -142,7 +142,9 @@ def test_sleeves_turn_towards_the_arms(warper: GarmentWarper) -> None:
     beside = (slice(360, 480), slice(80, 160))
     assert free_alpha[beside].mean() > 0.5
     assert alpha[beside].mean() < 0.25
-    assert alpha[320:400, 160:240].mean() > 0.6  # the sleeve over the upper arm below the shoulder
+    # The sleeve over the upper arm below the shoulder (the arm runs from x 264 to 240 here; the sleeve
+    # hangs along it from the garment's shoulder edge, no longer out beside it over x 160-240)
+    assert alpha[320:400, 200:260].mean() > 0.6
 
 
 def test_sleeves_pulled_down_the_arms_leave_the_torso_its_width(warper: GarmentWarper) -> None:
