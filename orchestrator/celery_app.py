@@ -131,7 +131,12 @@ def create_app(settings: WorkerSettings) -> Celery:
     # Each task runs as its job (log lines carry the id) in the trace its publisher started.
     celery_hooks.install()
 
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    # shared=False: registered on this app only. A shared task is added to every Celery app created later
+    # in the process too (the gateway's producer app, a test's), where it shadows their own task of the
+    # same name.
+    @app.task(
+        name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None, shared=False
+    )
     def run_job(self: Task, job_id: str) -> None:
         """Run one job; transient failures are retried here with backoff until the budget is spent."""
         runner = worker.runner
@@ -156,7 +161,7 @@ def create_app(settings: WorkerSettings) -> Celery:
         if final is not None and final.final and final.webhook_url:
             app.send_task(WEBHOOK_TASK_NAME, args=[job_id])
 
-    @app.task(name=WEBHOOK_TASK_NAME, bind=True, acks_late=True, max_retries=None)
+    @app.task(name=WEBHOOK_TASK_NAME, bind=True, acks_late=True, max_retries=None, shared=False)
     def deliver_webhook(self: Task, job_id: str) -> None:
         """POST the job's final document to its webhook URL (tryon.jobs.webhooks retries and signs)."""
         from tryon.jobs import webhooks
