@@ -45,7 +45,7 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-typecheck:  ## mypy over tryon, services, orchestrator and gateway ([tool.mypy] in pyproject.toml)
+typecheck:  ## mypy --strict over tryon, services, orchestrator and gateway ([tool.mypy] in pyproject.toml says what is relaxed)
 	$(BIN)/mypy
 
 test: lint typecheck  ## the default suite (what .ci/run runs first)

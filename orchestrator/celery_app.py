@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
-from kombu import Queue
+from kombu.entity import Queue
 
 from orchestrator import metrics as metrics_module
 from orchestrator.runner import JobRunner, TransientJobError

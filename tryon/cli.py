@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class CurrentStderrHandler(logging.StreamHandler):
+class CurrentStderrHandler(logging.StreamHandler[TextIO]):
     """Logs to whatever ``sys.stderr`` is when a record is written (embedding apps and tests swap it)."""
 
     @property

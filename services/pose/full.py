@@ -102,7 +102,7 @@ class FullPose:
         )
         return PoseOutput(keypoints=keypoints, pose_image=draw_openpose(keypoints, height, width))
 
-    def _detect(self, rgb: npt.NDArray[np.uint8]) -> tuple[np.ndarray, np.ndarray]:
+    def _detect(self, rgb: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         if self._detector is None:
             raise RuntimeError("FullPose.setup() must run before run()")
         import torch

@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from services.segmentation.body import (
     BodyShapes,
+    BoolMask,
     Capsule,
     Frame,
     Points,
@@ -50,7 +51,6 @@ from services.segmentation.body import (
 )
 from services.segmentation.garment import (
     GENERIC_SKIN_MODEL,
-    BoolMask,
     SkinModel,
     build_label_map,
     components_touching,

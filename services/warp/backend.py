@@ -351,7 +351,9 @@ def _place_edge(
     return clean, alpha
 
 
-def _sample(field: npt.NDArray[np.float32], x: npt.NDArray, y: npt.NDArray) -> npt.NDArray[np.float32]:
+def _sample(
+    field: npt.NDArray[np.float32], x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
     """Bilinear samples of ``field`` (H x W x C) at the points (x, y): an N x C array."""
     count, columns = len(x), 1024  # cv2.remap's maps are limited to 32767 per side: fold the points
     rows = max(1, -(-count // columns))
@@ -594,7 +596,9 @@ def _require(keypoints: Keypoints, *names: str) -> list[npt.NDArray[np.float64]]
     return points  # type: ignore[return-value]
 
 
-def _spread(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], amount: float) -> tuple:
+def _spread(
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], amount: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Move a and b apart along their line by ``amount`` of their distance (each side)."""
     offset = (b - a) * amount
     return a - offset, b + offset
@@ -602,7 +606,7 @@ def _spread(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], amount: floa
 
 def _similarity(
     source: tuple[Point, Point],
-    target: tuple,
+    target: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
 ) -> npt.NDArray[np.float64]:
     """2x3 similarity (rotation, uniform scale, translation) mapping the source pair onto the target pair."""
     (sx0, sy0), (sx1, sy1) = source

@@ -57,7 +57,9 @@ def garment_silhouette(rgb: npt.NDArray[np.uint8]) -> BoolMask:
 _SIFT = None
 
 
-def sift(gray: npt.NDArray[np.uint8], mask: BoolMask) -> tuple[list, npt.NDArray[np.float32] | None]:
+def sift(
+    gray: npt.NDArray[np.uint8], mask: BoolMask
+) -> tuple[list[cv2.KeyPoint], npt.NDArray[np.float32] | None]:
     global _SIFT
     if _SIFT is None:
         _SIFT = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.03)  # type: ignore[attr-defined]
