@@ -813,13 +813,10 @@ def warp_in_layers(
         # Opened: a torso a pixel wider than the cut somewhere leaves a thin strip beyond it, which would
         # join the sleeve to the torso's whole side.
         beyond = cv2.morphologyEx(beyond, cv2.MORPH_OPEN, np.ones((SEAM_COLUMNS + 2,) * 2, np.uint8))
-        _, labels = cv2.connectedComponents(beyond, connectivity=8)
         tip = landmarks[name]
-        row = int(np.clip(round(tip[1]), 0, alpha.shape[0] - 1))
-        label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
-        if label == 0:
+        sleeve = _part_holding(beyond, tip)
+        if sleeve is None:
             continue
-        sleeve = labels == label
         x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
         box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
         # The seam: the sleeve's rows along the cut (its first columns beyond the torso's side).
@@ -843,11 +840,9 @@ def warp_in_layers(
             turn = complex(*(tip_target - pivot_target)) / complex(*np.subtract(tip, pivot))
             # ... and is cut out as it always was: everything beyond the torso's side joined to its tip.
             whole = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
-            _, labels = cv2.connectedComponents(whole.astype(np.uint8), connectivity=8)
-            label = labels[row, int(np.clip(round(tip[0]), 0, alpha.shape[1] - 1))]
-            if label == 0:
+            sleeve = _part_holding(whole, tip)
+            if sleeve is None:
                 continue
-            sleeve = labels == label
             x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
             box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
         else:
@@ -1031,6 +1026,17 @@ def _edge_colours_from_inside(
     filled = rgb.copy()
     filled[box] = region
     return filled
+
+
+def _part_holding(
+    region: npt.NDArray[np.bool_] | npt.NDArray[np.uint8], point: Point
+) -> npt.NDArray[np.bool_] | None:
+    """The 8-connected part of ``region`` that holds ``point`` (None where the point lies outside it)."""
+    _, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    row = int(np.clip(round(point[1]), 0, region.shape[0] - 1))
+    column = int(np.clip(round(point[0]), 0, region.shape[1] - 1))
+    label = labels[row, column]
+    return None if label == 0 else labels == label
 
 
 def warp_to_person(
