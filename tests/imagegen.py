@@ -89,18 +89,33 @@ _FITTED_TSHIRT = [
 ]  # fmt: skip
 
 
+# A long-sleeved T-shirt: each sleeve runs from the shoulder, out and down at ~20 degrees, to a cuff at
+# about half the garment's height (a sleeve as long as an arm, for a torso as wide as the shoulders).
+_LONG_SLEEVED_TSHIRT = [
+    (0.36, 0.08), (0.44, 0.06), (0.50, 0.12), (0.56, 0.06), (0.64, 0.08),
+    (0.70, 0.10), (0.88, 0.44), (0.80, 0.48), (0.70, 0.26),
+    (0.70, 0.92), (0.30, 0.92),
+    (0.30, 0.26), (0.20, 0.48), (0.12, 0.44), (0.30, 0.10),
+]  # fmt: skip
+
+
 def two_tone_tshirt(
     size: tuple[int, int] = (768, 1024),
     torso_colour: Colour = (220, 190, 40),
     sleeve_colour: Colour = (30, 40, 130),
     background: Colour = (245, 245, 245),
     fitted: bool = True,
+    long_sleeves: bool = False,
 ) -> npt.NDArray[np.uint8]:
-    """A short-sleeved T-shirt whose sleeves (beyond its torso's sides) differ in colour from its torso, on a
-    plain backdrop: the warped sleeves can be told from the torso by colour. Fitted: sleeves longer than
-    wide, out at ~40 degrees; else the common cut (:data:`OUTLINES`): wide sleeves, out at ~30 degrees."""
+    """A T-shirt whose sleeves (beyond its torso's sides) differ in colour from its torso, on a plain
+    backdrop: the warped sleeves can be told from the torso by colour. Short sleeves: fitted, longer than
+    wide, out at ~40 degrees; else the common cut (:data:`OUTLINES`): wide, out at ~30 degrees. Long
+    sleeves: as long as an arm, out at ~20 degrees."""
     width, height = size
-    shape, (left, right) = (_FITTED_TSHIRT, (0.30, 0.70)) if fitted else (_TSHIRT, (0.28, 0.72))
+    if long_sleeves:
+        shape, (left, right) = _LONG_SLEEVED_TSHIRT, (0.30, 0.70)
+    else:
+        shape, (left, right) = (_FITTED_TSHIRT, (0.30, 0.70)) if fitted else (_TSHIRT, (0.28, 0.72))
     outline = np.array([(x * width, y * height) for x, y in shape], dtype=np.float64)
     mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
@@ -156,6 +171,21 @@ def light_on_light_garment(
     image = np.where(mask[..., None] > 0, garment, backdrop)
     outline = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
     image[outline] -= 14.0  # the seam / soft shadow every product photo has at the garment's edge
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def white_striped_garment(size: tuple[int, int] = (768, 1024)) -> npt.NDArray[np.uint8]:
+    """A rectangle of navy and white stripes (12 px each), the white exactly the backdrop's colour, with
+    the soft shadow a product photo has round the garment: its white stripes can be told from the backdrop
+    by shape only. The garment spans x 200-567 and y 150-899."""
+    width, height = size
+    image = np.full((height, width, 3), 246.0, np.float32)
+    shadow = np.zeros((height, width), np.float32)
+    shadow[148:902, 198:570] = 1.0
+    image *= (1.0 - 0.1 * cv2.GaussianBlur(shadow, (0, 0), 2.0))[..., None]
+    white = (np.arange(height) // 12) % 2 == 1
+    stripes = np.where(white[:, None], 246.0, np.array((30.0, 35.0, 60.0))[None, :])
+    image[150:900, 200:568] = stripes[150:900, None, :]
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -64,6 +64,11 @@ EDGE_RAMP_MIN = 8.0
 #: Garment and backdrop colours this many separation thresholds apart are told apart at the edge by
 #: colour (alpha = the pixel's share of the garment's colour); closer, alpha ramps with the distance.
 EDGE_CONTRAST_MIN = 3.0
+#: Garment pixels within this many separation thresholds of the backdrop's colour are "light parts" (white
+#: stripes on white); where more than LIGHT_PART_SHARE of the garment near an edge pixel is light, a
+#: backdrop-coloured edge pixel is read by shape, not colour (see :func:`_place_edge`).
+LIGHT_PART_DISTANCE = 2.0
+LIGHT_PART_SHARE = 0.15
 #: The person check (a face in the garment photo) runs at this long side; faces narrower than this
 #: fraction of the photo's width are ignored; "backdrop beside the face" means within this colour distance.
 PERSON_CHECK_LONG_SIDE = 320
@@ -104,6 +109,17 @@ NOTCH_PIXELS = 16
 BACKDROP_RIM_DISTANCE = 30.0
 #: A sleeve is this share of the silhouette's pixels at least (outside the torso's band).
 SLEEVE_MIN_PIXELS_FRACTION = 0.01
+#: A long sleeve bends with the arm where the forearm turns off the upper arm's line by more than this
+#: (degrees): below it one rigid turn along the arm is as good.
+ELBOW_BEND_MIN = 15.0
+#: ... and only when the elbow falls before this share of the sleeve's length (a sleeve ending at the elbow
+#: has no forearm part to bend).
+ELBOW_SPLIT_MAX = 0.85
+#: A bent or fanned sleeve is placed by a spline through a grid of its points, this many across its width.
+SLEEVE_GRID_ACROSS = 3.0
+#: Slits narrower than this share of the shoulders' width between the torso and a long sleeve are closed
+#: with the garment's colour (the fabric under the arm; see :func:`_close_seams`).
+SEAM_CLOSE = 0.1
 #: Length of a regular top in the photo, hem below the shoulders, in shoulder widths (the landmarks above):
 #: such a top ends on the hip band; shorter and longer cuts end proportionally higher or lower.
 TOP_REGULAR_LENGTH = 2.3
@@ -341,6 +357,25 @@ def _place_edge(
     distinct = (reach > 0.05) & (contrast_sq > (EDGE_CONTRAST_MIN * threshold) ** 2) & on_line
     coverage = np.where(distinct, mixed, np.where(surely[band] > 0, 1.0, ramp))
     alpha[band] = np.round(255 * coverage)
+    # A backdrop-coloured pixel where the garment nearby has backdrop-coloured parts of its own (the white
+    # stripes of a striped top on white) cannot be told by colour: read so, the white parts ended short of
+    # the others and the edge came out as a saw. There the edge runs on from the garment's parts that can be
+    # told, across the gaps between them (up to two low-resolution pixels wide), and the pixel keeps its
+    # own colour.
+    ambiguous = np.linalg.norm(pixel - backdrop, axis=1) <= LIGHT_PART_DISTANCE * threshold
+    if ambiguous.any():
+        ambiguous &= _light_share(rgb, interior, local, threshold, (band[0], band[1])) > LIGHT_PART_SHARE
+    if ambiguous.any():
+        # Along the edge: a closing with a vertical line bridges a side edge's gaps, a horizontal one a hem's.
+        reach_px = 4 * step + 1
+        bridged = np.maximum(
+            cv2.morphologyEx(alpha, cv2.MORPH_CLOSE, np.ones((reach_px, 1), np.uint8))[band],
+            cv2.morphologyEx(alpha, cv2.MORPH_CLOSE, np.ones((1, reach_px), np.uint8))[band],
+        )
+        raised = ambiguous & (bridged > alpha[band])
+        alpha[band[0][raised], band[1][raised]] = bridged[raised]
+        coverage = np.where(raised, bridged / 255.0, coverage)
+        distinct &= ~raised
     # pixel = coverage * garment + (1 - coverage) * backdrop, solved for the garment's colour where the
     # pixel is mostly garment; fainter pixels (which barely show) take the colour of the garment nearby.
     share = np.maximum(coverage, 1e-6)[:, None]
@@ -349,6 +384,31 @@ def _place_edge(
     clean = rgb.copy()
     clean[band] = np.clip(np.round(colour), 0, 255).astype(np.uint8)
     return clean, alpha
+
+
+def _light_share(
+    rgb: npt.NDArray[np.uint8],
+    interior: npt.NDArray[np.bool_],
+    local: npt.NDArray[np.float32],
+    threshold: float,
+    points: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
+) -> npt.NDArray[np.float32]:
+    """At each of ``points`` (rows, columns of ``rgb``), the share of the garment's interior nearby whose
+    colour is the backdrop's (``local``, within LIGHT_PART_DISTANCE thresholds): white stripes, a white
+    print's ground. Taken at twice the separation's resolution: at its own, thin stripes blur into grey."""
+    height, width = rgb.shape[:2]
+    size = (2 * interior.shape[1], 2 * interior.shape[0])
+    colours = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    backdrop = cv2.resize(local, size, interpolation=cv2.INTER_LINEAR)
+    inside = cv2.resize(interior.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    # Away from the edge: the backdrop in a notch's tip (an armpit), which the low-resolution mask fills,
+    # is no light part of the garment.
+    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)).astype(np.float32)
+    light = inside * (np.linalg.norm(colours - backdrop, axis=2) <= LIGHT_PART_DISTANCE * threshold)
+    sums = cv2.GaussianBlur(np.dstack([light, inside]), (0, 0), 4.0)
+    scale_x, scale_y = size[0] / width, size[1] / height
+    sampled = _sample(sums, (points[1] + 0.5) * scale_x - 0.5, (points[0] + 0.5) * scale_y - 0.5)
+    return sampled[:, 0] / np.maximum(sampled[:, 1], 1e-6)
 
 
 def _sample(
@@ -776,7 +836,9 @@ def warp_in_layers(
       keeps the band its own width spans along the arm, and overlaps the torso's side enough to close the
       seam. Laid flat, short sleeves stick out; without this they stayed out as wings.
     - a long sleeve (or one with no arm found) turns about the seam at the shoulders' height onto its cuff's
-      target, fitted along shoulder, elbow and wrist (a rigid sleeve cannot bend at the elbow).
+      target, fitted along shoulder, elbow and wrist. Where the arm bends at the elbow, the sleeve bends
+      with it (:func:`_elbow_bend`): its upper part along shoulder -> elbow, its forearm part along
+      elbow -> wrist, blended smoothly over the elbow. Rigid, it cut across the bend, off the arm.
 
     The sleeve's soft rim goes with it, the sleeves are resampled premultiplied like the torso, and the
     backdrop left in the armpit notches' tips takes the garment's colour: each would otherwise show as a
@@ -806,6 +868,7 @@ def warp_in_layers(
     columns = np.arange(alpha.shape[1])
     torso_alpha = alpha.copy()
     layers = []
+    long_sleeves: list[tuple[slice, slice]] = []  # where the long sleeves' layers lie
     for name, tip_target in sleeves.items():
         sign = -1.0 if name == "left_sleeve" else 1.0
         seam_x = axis + sign * torso_half
@@ -839,7 +902,10 @@ def warp_in_layers(
             pivot_target = torso_placement(pivot[None])[0]
             turn = complex(*(tip_target - pivot_target)) / complex(*np.subtract(tip, pivot))
             # ... and is cut out as it always was: everything beyond the torso's side joined to its tip.
-            whole = (sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)
+            whole = ((sign * (columns - axis) > torso_half)[None, :] & (alpha > 0)).astype(np.uint8)
+            # Opened like the seam's part above: a torso's side a pixel beyond the cut would come along as
+            # a thin strip, turned off the body with the sleeve.
+            whole = cv2.morphologyEx(whole, cv2.MORPH_OPEN, np.ones((SEAM_COLUMNS + 2,) * 2, np.uint8))
             sleeve = _part_holding(whole, tip)
             if sleeve is None:
                 continue
@@ -883,6 +949,16 @@ def warp_in_layers(
         )
         rim = cv2.dilate(sleeve[rim_box].astype(np.uint8), np.ones((2 * pad + 1,) * 2, np.uint8)).astype(bool)
         torso_alpha[rim_box][rim & (sign * (columns[rim_box[1]] - axis) > torso_half)[None, :]] = 0
+        if band_width is None:
+            bend = _elbow_bend(name, keypoints, sleeve, tip, pivot, pivot_target, scale)
+            if bend is not None:
+                garment_points = _sleeve_grid(sleeve, pivot, tip)
+                sleeve_alpha = np.where(sleeve, alpha, 0).astype(np.uint8)
+                part = _warp_part(rgb, sleeve_alpha, garment_points, bend(garment_points), target_size)
+                if part is not None:
+                    layers.append(part)
+                    long_sleeves.append(part[0])
+                continue
         # Only the sleeve's box is cut out and warped, into only the box it lands in (full frames cost
         # ~40 ms per sleeve in copies and blends).
         layer = premultiply(
@@ -925,10 +1001,14 @@ def warp_in_layers(
             continue
         placed = placed[kept_y : kept_y + kept_height, kept_x : kept_x + kept_width]
         top_y, left_x = top_y + kept_y, left_x + kept_x
-        layers.append(((slice(top_y, top_y + kept_height), slice(left_x, left_x + kept_width)), placed))
+        region = (slice(top_y, top_y + kept_height), slice(left_x, left_x + kept_width))
+        layers.append((region, placed))
+        if band_width is None:
+            long_sleeves.append(region)
     if not layers:
         return warp_to_person(rgb, alpha, pairs, target_size)
     warped = warp_to_person(rgb, torso_alpha, torso_pairs, target_size)
+    torso = warped[..., 3] > 127
     for region, placed in layers:  # "over": the sleeves lie on the torso's sides (arms down)
         top = placed.astype(np.float32)
         under = warped[region].astype(np.float32)
@@ -938,7 +1018,235 @@ def warp_in_layers(
         mixed = (top[..., :3] * top_alpha + under[..., :3] * under_alpha) / np.maximum(out_alpha, 1e-6)
         blended = np.round(np.concatenate([mixed, out_alpha * 255.0], axis=2)).astype(np.uint8)
         warped[region] = cv2.bitwise_and(blended, blended, mask=cv2.extractChannel(blended, 3))
+    if long_sleeves:
+        shoulders_width = float(np.hypot(*(pairs[1][1] - pairs[0][1])))
+        _close_seams(warped, torso, long_sleeves, max(3, round(SEAM_CLOSE * shoulders_width)))
     return warped
+
+
+def _close_seams(
+    warped: npt.NDArray[np.uint8],
+    torso: npt.NDArray[np.bool_],
+    sleeves: list[tuple[slice, slice]],
+    width: int,
+) -> None:
+    """Fill (in place) the slits narrower than ``width`` between the torso and each long sleeve with the
+    garment's colour from either side.
+
+    A long sleeve laid flat often hangs beside the torso with a gap of backdrop below the armpit, and the
+    torso's side there is not the straight cut the sleeves are taken off at: turned onto an arm held away
+    from the body, that gap opens into a wedge under the arm, where the worn garment's fabric would be.
+    Only what a closing of the silhouette adds next to both the torso and the sleeve is filled, so the wider
+    space between an arm and the body (the photo shows through there) stays open.
+    """
+    radius = width / 2.0
+    for region in sleeves:
+        rows, columns = region
+        # The sleeve's box, grown by the slit's width (the torso's side lies beside it).
+        box = (
+            slice(max(rows.start - width, 0), rows.stop + width),
+            slice(max(columns.start - width, 0), columns.stop + width),
+        )
+        opaque = warped[box][..., 3] > 127
+        sleeve = np.zeros_like(opaque)
+        sleeve[rows.start - box[0].start : rows.stop - box[0].start,
+               columns.start - box[1].start : columns.stop - box[1].start] = True  # fmt: skip
+        sleeve &= opaque & ~torso[box]
+        # Distances, not dilations with discs this wide (a tenth of the cost): a closing by a disc of
+        # ``radius`` is what lies farther than ``radius`` from all that is beyond ``radius`` of the garment.
+        grown = _distance_to(opaque) <= radius
+        closed = _distance_to(~grown) > radius
+        # Next to both: within the slit's width of each (a slit's pixel is that close to both its sides).
+        slit = (
+            closed & ~opaque & (_distance_to(torso[box] & opaque) <= width) & (_distance_to(sleeve) <= width)
+        )
+        if not slit.any():
+            continue
+        # Colours from the opaque garment only (everything transparent is to be filled), in the slit's own
+        # box with a margin: Telea's cost grows with the pixels it fills.
+        x, y, slit_width, slit_height = cv2.boundingRect(slit.astype(np.uint8))
+        margin = 8
+        inner = (
+            slice(max(y - margin, 0), y + slit_height + margin),
+            slice(max(x - margin, 0), x + slit_width + margin),
+        )
+        patch = warped[box][inner]
+        slit, opaque = slit[inner], opaque[inner]
+        colours = cv2.inpaint(
+            np.ascontiguousarray(patch[..., :3]), (~opaque).astype(np.uint8), 3, cv2.INPAINT_TELEA
+        )
+        patch[slit, :3] = colours[slit]
+        patch[slit, 3] = 255
+        # The layers' antialiased edges along the slit become opaque over the fill, or they would show a
+        # faint line of whatever lies behind.
+        rim = cv2.dilate(slit.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~slit & opaque
+        rim &= patch[..., 3] < 255
+        share = patch[rim, 3:4].astype(np.float32) / 255.0
+        patch[rim, :3] = np.round(patch[rim, :3] * share + colours[rim] * (1.0 - share)).astype(np.uint8)
+        patch[rim, 3] = 255
+
+
+def _distance_to(region: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """Each pixel's Euclidean distance (px) to the nearest pixel of ``region`` (0 inside it)."""
+    if not region.any():
+        return np.full(region.shape, np.inf, np.float32)
+    return cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+class _Affine:
+    """Points -> points through a 2 x 3 matrix."""
+
+    def __init__(self, matrix: npt.NDArray[np.float64]) -> None:
+        self.matrix = matrix
+
+    def __call__(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return points @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+
+class _ElbowBend:
+    """Points of a sleeve -> the person frame, bent at the elbow: the upper arm's rigid placement before
+    the elbow, the forearm's after it, blended over one sleeve's ``width`` centred on the elbow (a bent
+    sleeve is compressed inside the bend and stretched outside it, with no seam or gap)."""
+
+    def __init__(
+        self,
+        upper: _Affine,
+        lower: _Affine,
+        pivot: npt.NDArray[np.float64],
+        along: npt.NDArray[np.float64],
+        split: float,
+        width: float,
+    ) -> None:
+        self.upper, self.lower, self.pivot, self.along = upper, lower, pivot, along
+        self.split, self.width = split, width
+
+    def __call__(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        distance = (points - self.pivot) @ self.along
+        share = _smoothstep((distance - (self.split - self.width / 2)) / max(self.width, 1.0))[:, None]
+        return (1.0 - share) * self.upper(points) + share * self.lower(points)
+
+
+def _smoothstep(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """0 below 0, 1 above 1, and an S between with no kink at either end."""
+    clipped = np.clip(values, 0.0, 1.0)
+    return clipped * clipped * (3.0 - 2.0 * clipped)
+
+
+def _elbow_bend(
+    name: str,
+    keypoints: Keypoints | None,
+    sleeve: npt.NDArray[np.bool_],
+    tip: Point,
+    pivot: npt.NDArray[np.float64],
+    pivot_target: npt.NDArray[np.float64],
+    scale: float,
+) -> _ElbowBend | None:
+    """Where the points of a long sleeve go on an arm bent at the elbow, or None where the arm is nearly
+    straight (one rigid turn is as good), the sleeve ends near the elbow, or the elbow or wrist was not
+    found.
+
+    Two rigid placements at the torso's ``scale``, both taking the elbow's point on the sleeve (its
+    distance from the seam's top ``pivot`` along the sleeve's axis is the upper arm's length) to the elbow:
+    the upper arm's turns about ``pivot`` (placed at ``pivot_target``) onto shoulder -> elbow, the
+    forearm's about the elbow onto elbow -> wrist.
+    """
+    if keypoints is None:
+        return None
+    side = "right" if name == "left_sleeve" else "left"  # image-left sleeve: the wearer's right arm
+    shoulder, elbow, wrist = (
+        _point(keypoints, f"{side}_{joint}") for joint in ("shoulder", "elbow", "wrist")
+    )
+    if shoulder is None or elbow is None or wrist is None:
+        return None
+    upper_arm, forearm = elbow - pivot_target, wrist - elbow
+    sleeve_axis = np.subtract(tip, pivot)
+    sleeve_length = float(np.hypot(*sleeve_axis))
+    if min(float(np.hypot(*(elbow - shoulder))), float(np.hypot(*forearm)), sleeve_length) < 1.0:
+        return None
+    bend = abs(np.angle(complex(*forearm) / complex(*(elbow - shoulder)), deg=True))
+    split = float(np.hypot(*upper_arm)) / scale  # the elbow on the sleeve laid flat (garment pixels)
+    if bend < ELBOW_BEND_MIN or split > ELBOW_SPLIT_MAX * sleeve_length:
+        return None
+    along = sleeve_axis / sleeve_length
+    rows, columns = np.nonzero(sleeve)
+    offsets = np.stack([columns, rows], axis=1) - pivot
+    distance, across = offsets @ along, offsets @ np.array([-along[1], along[0]])
+    at_elbow = np.abs(distance - split) < 2.0
+    width = float(np.ptp(across[at_elbow])) if at_elbow.any() else float(np.ptp(across))
+    upper = _Affine(_rigid(complex(*upper_arm) / complex(*along), scale, pivot, pivot_target))
+    lower = _Affine(_rigid(complex(*forearm) / complex(*along), scale, pivot + split * along, elbow))
+    return _ElbowBend(upper, lower, pivot, along, split, width)
+
+
+def _sleeve_grid(
+    sleeve: npt.NDArray[np.bool_], pivot: npt.NDArray[np.float64], tip: Point
+) -> npt.NDArray[np.float64]:
+    """Sample points (garment pixels) over a sleeve's extent along and across its axis (``pivot`` ->
+    ``tip``), a little beyond its edges: the control points of the spline that places it."""
+    along = np.subtract(tip, pivot) / max(float(np.hypot(*np.subtract(tip, pivot))), 1e-6)
+    across_axis = np.array([-along[1], along[0]])
+    rows, columns = np.nonzero(sleeve)
+    offsets = np.stack([columns, rows], axis=1) - pivot
+    distance, across = offsets @ along, offsets @ across_axis
+    step = max(float(np.ptp(across)) / SLEEVE_GRID_ACROSS, 2.0)
+    margin = 2 * step
+    grid_along = np.arange(distance.min() - margin, distance.max() + margin + step, step)
+    grid_across = np.arange(across.min() - margin, across.max() + margin + step, step)
+    mesh_along, mesh_across = (mesh.ravel() for mesh in np.meshgrid(grid_along, grid_across))
+    return pivot + mesh_along[:, None] * along + mesh_across[:, None] * across_axis
+
+
+def _rigid(
+    turn: complex, scale: float, source: npt.NDArray[np.float64], target: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The 2 x 3 matrix that turns by ``turn``'s angle, scales by ``scale`` and takes ``source`` to
+    ``target``."""
+    rotation = turn / abs(turn) * scale
+    matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
+    matrix[:, 2] = target - matrix[:, :2] @ source
+    return matrix
+
+
+def _warp_part(
+    rgb: npt.NDArray[np.uint8],
+    alpha: npt.NDArray[np.uint8],
+    garment_points: npt.NDArray[np.float64],
+    person_points: npt.NDArray[np.float64],
+    target_size: tuple[int, int],
+) -> tuple[tuple[slice, slice], npt.NDArray[np.uint8]] | None:
+    """The part of the garment ``alpha`` holds, remapped through the spline person -> garment fitted on the
+    point pairs, into only the box of the person frame it lands in: (that box, its RGBA), or None where it
+    lands outside the frame."""
+    height, width = target_size
+    left, top = np.maximum(np.floor(person_points.min(axis=0)).astype(int), 0)
+    right = min(int(np.ceil(person_points[:, 0].max())) + 1, width)
+    bottom = min(int(np.ceil(person_points[:, 1].max())) + 1, height)
+    if right <= left or bottom <= top:
+        return None
+    inverse = ThinPlateSpline(person_points, garment_points, regularization=1e-3)
+    grid_x = np.linspace(left, right - 1, (right - 1 - left) // MAP_GRID_STEP + 2)
+    grid_y = np.linspace(top, bottom - 1, (bottom - 1 - top) // MAP_GRID_STEP + 2)
+    mesh = np.stack(np.meshgrid(grid_x, grid_y), axis=-1).reshape(-1, 2)
+    coarse = inverse(mesh).reshape(len(grid_y), len(grid_x), 2).astype(np.float32)
+    maps = cv2.resize(coarse, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+    # Read from the part's own box of the garment only.
+    x0, y0, box_width, box_height = cv2.boundingRect(alpha)
+    layer = premultiply(
+        np.ascontiguousarray(rgb[y0 : y0 + box_height, x0 : x0 + box_width]),
+        np.ascontiguousarray(alpha[y0 : y0 + box_height, x0 : x0 + box_width]),
+    )
+    placed = unpremultiply(
+        cv2.remap(
+            layer, maps[..., 0] - np.float32(x0), maps[..., 1] - np.float32(y0),
+            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
+        )
+    )  # fmt: skip
+    kept_x, kept_y, kept_width, kept_height = cv2.boundingRect(cv2.extractChannel(placed, 3))
+    if kept_width == 0 or kept_height == 0:
+        return None
+    placed = placed[kept_y : kept_y + kept_height, kept_x : kept_x + kept_width]
+    top, left = top + kept_y, left + kept_x
+    return (slice(top, top + kept_height), slice(left, left + kept_width)), placed
 
 
 def _upper_arm(name: str, keypoints: Keypoints | None, length: float) -> npt.NDArray[np.float64] | None:

@@ -6,7 +6,7 @@ import pytest
 
 from services.warp.backend import GarmentWarper, find_landmarks, separate_garment, warp_to_person
 from services.warp.tps import ThinPlateSpline
-from tests.imagegen import draw_garment, garment_mask
+from tests.imagegen import draw_garment, garment_mask, white_striped_garment
 from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
 
 TARGET = (1024, 768)  # (height, width) of the person frame
@@ -200,6 +200,18 @@ def test_separated_edge_carries_no_backdrop_colour() -> None:
     edge = shown & (alpha < 255)
     assert edge.sum() > 500  # the edge is antialiased, not cut hard
     assert _iou(alpha > 127, garment_mask(GarmentCategory.UPPER_BODY) > 0) >= 0.97
+
+
+def test_white_stripes_reach_the_garment_edge() -> None:
+    """White stripes of the backdrop's own colour cannot be told from it by colour at the garment's edge:
+    placed by colour they ended ~6 px short of the navy ones, and the composited edge was a saw. The edge
+    runs on from the navy stripes across them instead."""
+    _, alpha = separate_garment(white_striped_garment())
+    opaque = alpha[200:850] > 127
+    right_edge = opaque.shape[1] - 1 - np.argmax(opaque[:, ::-1], axis=1)
+    left_edge = np.argmax(opaque, axis=1)
+    assert np.abs(right_edge - 567).max() <= 1
+    assert np.abs(left_edge - 200).max() <= 1
 
 
 def test_resampled_edge_takes_no_colour_from_transparent_pixels() -> None:

@@ -120,3 +120,73 @@ def test_torso_and_sleeves_join_without_gaps_or_backdrop(warped: np.ndarray) -> 
     visible = warped[..., 3] > 0
     light = (warped[..., :3] > 180).all(axis=2)
     assert (visible & light).sum() < 100
+
+
+# The wearer's left arm (image right) bent at the elbow, the hand in front of the belly; the right one hangs.
+BENT_ARM = {"shoulder": SHOULDERS["left"], "elbow": (575.0, 500.0), "wrist": (455.0, 600.0)}
+
+
+def _bent_arm_keypoints() -> np.ndarray:
+    keypoints = _keypoints()
+    keypoints[KP["left_elbow"]] = (*BENT_ARM["elbow"], 0.9)
+    keypoints[KP["left_wrist"]] = (*BENT_ARM["wrist"], 0.9)
+    return keypoints
+
+
+def _distance_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    segment = end - start
+    along = np.clip(((points - start) @ segment) / float(segment @ segment), 0.0, 1.0)
+    return np.hypot(*(points - (start + along[:, None] * segment)).T)
+
+
+def test_a_long_sleeve_bends_with_the_arm_at_the_elbow() -> None:
+    """Laid as one rigid piece, a long sleeve on a bent arm ran straight from the shoulder to the cuff's
+    target, across the bend, off the arm: it missed the elbow and the forearm's start. Bent with the arm,
+    it covers the arm along shoulder -> elbow -> wrist."""
+    garment = two_tone_tshirt(long_sleeves=True)
+    inputs = WarpInput(garment=garment, keypoints=_bent_arm_keypoints(), target_size=TARGET)
+    warped = GarmentWarper().run(inputs).warped_garment
+    points = _sleeve_pixels(warped, "left")
+    assert len(points) > 3000  # the sleeve is there
+    shoulder, elbow, wrist = (np.array(BENT_ARM[joint]) for joint in ("shoulder", "elbow", "wrist"))
+    # On the arm: (nearly) every sleeve pixel lies within a sleeve's width of the upper arm or forearm.
+    off_arm = np.minimum(
+        _distance_to_segment(points, shoulder, elbow), _distance_to_segment(points, elbow, wrist)
+    )
+    assert np.mean(off_arm > 70.0) < 0.05  # the sleeve is ~75 px wide; laid rigid, 0.27 of it was
+    # Over the elbow and along the forearm: the sleeve's colour covers the arm's line there.
+    sleeve = np.zeros(warped.shape[:2], bool)
+    sleeve[points[:, 1].astype(int), points[:, 0].astype(int)] = True
+    for share in (0.0, 0.25, 0.5):
+        x, y = np.round(elbow + share * (wrist - elbow)).astype(int)
+        assert sleeve[y - 6 : y + 7, x - 6 : x + 7].mean() > 0.8, share
+    # The hanging arm's sleeve is not bent: one straight piece, along its arm.
+    right = _sleeve_pixels(warped, "right")
+    _, _, axes = np.linalg.svd(right - right.mean(axis=0), full_matrices=False)
+    hanging = np.array((170.0, 680.0)) - np.array(SHOULDERS["right"])
+    difference = abs(_angle(axes[0]) - _angle(hanging))
+    assert min(difference, 180.0 - difference) < 10.0
+
+
+def test_long_sleeves_on_arms_held_out_leave_no_slit_at_the_seam() -> None:
+    """Turned out onto arms held away from the body, long sleeves opened a wedge of transparent slit
+    between the torso's side and the sleeve below the shoulder (the photo showed through as a light or
+    skin-coloured sliver). The fabric under the arm closes it."""
+    keypoints = _keypoints()
+    keypoints[KP["right_elbow"]] = (150.0, 480.0, 0.9)
+    keypoints[KP["right_wrist"]] = (90.0, 640.0, 0.9)
+    keypoints[KP["left_elbow"]] = (618.0, 480.0, 0.9)
+    keypoints[KP["left_wrist"]] = (678.0, 640.0, 0.9)
+    garment = two_tone_tshirt(long_sleeves=True)
+    warped = (
+        GarmentWarper()
+        .run(WarpInput(garment=garment, keypoints=keypoints, target_size=TARGET))
+        .warped_garment
+    )
+    opaque = (warped[..., 3] > 127).astype(np.uint8)
+    closed = cv2.morphologyEx(opaque, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    slit = closed.astype(bool) & ~opaque.astype(bool)
+    assert slit[250:520].sum() < 100  # left open: ~630 px
+    # The sleeves are still there, out along the arms: the fill is under the arm, not over it.
+    for side in ("right", "left"):
+        assert len(_sleeve_pixels(warped, side)) > 3000
