@@ -73,6 +73,9 @@ class Frame:
 
 
 _SHIFT = 4  # sub-pixel bits for OpenCV's polygon rasteriser
+#: Bare legs under a worn garment are this share as wide as the legs' capsules (drawn with room for loose
+#: trousers: a thigh radius of 0.27 body units, where a thigh is ~0.2 units across at half its width).
+BARE_LEG_WIDTH = 0.75
 
 
 def _fixed(points: Points) -> npt.NDArray[np.int32]:
@@ -409,9 +412,13 @@ def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame)
     """
     skin = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
     if category is not GarmentCategory.UPPER_BODY:
-        skin |= draw_capsules(frame, shapes.legs["right"] + shapes.legs["left"]) & ~draw_polygons(
-            frame, shapes.above_hips
-        )
+        # The legs themselves, not the room the legs' capsules leave for loose trousers: what a wide skirt
+        # or loose trousers cover beside them is the backdrop.
+        legs = [
+            Capsule(leg.start, leg.end, BARE_LEG_WIDTH * leg.start_radius, BARE_LEG_WIDTH * leg.end_radius)
+            for leg in shapes.legs["right"] + shapes.legs["left"]
+        ]
+        skin |= draw_capsules(frame, legs) & ~draw_polygons(frame, shapes.above_hips)
     if category is not GarmentCategory.LOWER_BODY:
         skin |= draw_polygons(frame, shapes.torso) & draw_polygons(frame, shapes.above_waist)
     return skin

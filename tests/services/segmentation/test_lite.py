@@ -24,6 +24,7 @@ from services.segmentation.body import (
     category_regions,
     draw_capsules,
     draw_polygons,
+    skin_underneath,
 )
 from services.segmentation.garment import GENERIC_SKIN_MODEL, estimate_garment, fit_skin_model
 from services.segmentation.lite import LiteSegmentation, _continues_above_high_waist
@@ -135,6 +136,26 @@ def test_a_long_sleeve_in_shadow_by_the_hips_is_the_worn_top() -> None:
     trousers_only = legs & ~torso & ~arms
     assert (worn & trousers_only).sum() < 0.02 * trousers_only.sum()
     assert not (worn & (face | hands)).any()
+
+
+def test_bare_legs_under_a_skirt_are_legs_not_the_room_left_for_trousers() -> None:
+    """The skin under a worn skirt or loose trousers, which a shorter or narrower new garment leaves bare,
+    has the legs' own width: two legs with a gap between them at mid-thigh, each about a thigh wide. Drawn
+    as wide as the capsules a new garment may reach, each was 0.45 body units across here, and on a person
+    standing with her legs together they merged into one block of skin the skirt's width: narrow new
+    trousers stood between columns of it."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    skin = skin_underneath(shapes, GarmentCategory.LOWER_BODY, frame)
+    mid_thigh = round((points[23][1] + points[25][1]) / 2)
+    row = skin[mid_thigh].astype(np.int8)
+    starts, ends = np.flatnonzero(np.diff(row) == 1), np.flatnonzero(np.diff(row) == -1)
+    assert len(starts) == len(ends) == 2, "the two legs, apart"
+    assert ((ends - starts) <= 0.36 * shapes.unit).all()  # a thigh: ~0.2-0.3 body units across
+    assert ((ends - starts) >= 0.2 * shapes.unit).all()
+    # The arms are bare skin under a top's sleeves whatever the category.
+    assert skin[int(points[13][1]), int(points[13][0])]
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
