@@ -23,6 +23,7 @@ photo, so image-left garment landmarks go to image-left body keypoints (COCO "ri
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -1093,32 +1094,29 @@ def _distance_to(region: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
     return cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
+@dataclass(frozen=True)
 class _Affine:
     """Points -> points through a 2 x 3 matrix."""
 
-    def __init__(self, matrix: npt.NDArray[np.float64]) -> None:
-        self.matrix = matrix
+    matrix: npt.NDArray[np.float64]
 
     def __call__(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return points @ self.matrix[:, :2].T + self.matrix[:, 2]
 
 
+@dataclass(frozen=True)
 class _ElbowBend:
     """Points of a sleeve -> the person frame, bent at the elbow: the upper arm's rigid placement before
-    the elbow, the forearm's after it, blended over one sleeve's ``width`` centred on the elbow (a bent
-    sleeve is compressed inside the bend and stretched outside it, with no seam or gap)."""
+    the elbow (``split`` garment pixels from ``pivot`` along the sleeve's axis ``along``), the forearm's
+    after it, blended over one sleeve's ``width`` centred on the elbow (a bent sleeve is compressed inside
+    the bend and stretched outside it, with no seam or gap)."""
 
-    def __init__(
-        self,
-        upper: _Affine,
-        lower: _Affine,
-        pivot: npt.NDArray[np.float64],
-        along: npt.NDArray[np.float64],
-        split: float,
-        width: float,
-    ) -> None:
-        self.upper, self.lower, self.pivot, self.along = upper, lower, pivot, along
-        self.split, self.width = split, width
+    upper: _Affine
+    lower: _Affine
+    pivot: npt.NDArray[np.float64]
+    along: npt.NDArray[np.float64]
+    split: float
+    width: float
 
     def __call__(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         distance = (points - self.pivot) @ self.along
@@ -1223,24 +1221,12 @@ def _warp_part(
     bottom = min(int(np.ceil(person_points[:, 1].max())) + 1, height)
     if right <= left or bottom <= top:
         return None
-    inverse = ThinPlateSpline(person_points, garment_points, regularization=1e-3)
-    grid_x = np.linspace(left, right - 1, (right - 1 - left) // MAP_GRID_STEP + 2)
-    grid_y = np.linspace(top, bottom - 1, (bottom - 1 - top) // MAP_GRID_STEP + 2)
-    mesh = np.stack(np.meshgrid(grid_x, grid_y), axis=-1).reshape(-1, 2)
-    coarse = inverse(mesh).reshape(len(grid_y), len(grid_x), 2).astype(np.float32)
-    maps = cv2.resize(coarse, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
     # Read from the part's own box of the garment only.
     x0, y0, box_width, box_height = cv2.boundingRect(alpha)
-    layer = premultiply(
-        np.ascontiguousarray(rgb[y0 : y0 + box_height, x0 : x0 + box_width]),
-        np.ascontiguousarray(alpha[y0 : y0 + box_height, x0 : x0 + box_width]),
+    source = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
+    placed = _spline_remap(
+        rgb, alpha, garment_points, person_points, (slice(top, bottom), slice(left, right)), source
     )
-    placed = unpremultiply(
-        cv2.remap(
-            layer, maps[..., 0] - np.float32(x0), maps[..., 1] - np.float32(y0),
-            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
-        )
-    )  # fmt: skip
     kept_x, kept_y, kept_width, kept_height = cv2.boundingRect(cv2.extractChannel(placed, 3))
     if kept_width == 0 or kept_height == 0:
         return None
@@ -1357,16 +1343,35 @@ def warp_to_person(
     height, width = target_size
     garment_points = np.array([p for p, _ in pairs], np.float64)
     person_points = np.array([t for _, t in pairs], np.float64)
+    everything = (slice(0, alpha.shape[0]), slice(0, alpha.shape[1]))
+    return _spline_remap(
+        rgb, alpha, garment_points, person_points, (slice(0, height), slice(0, width)), everything
+    )
+
+
+def _spline_remap(
+    rgb: npt.NDArray[np.uint8],
+    alpha: npt.NDArray[np.uint8],
+    garment_points: npt.NDArray[np.float64],
+    person_points: npt.NDArray[np.float64],
+    target: tuple[slice, slice],
+    source: tuple[slice, slice],
+) -> npt.NDArray[np.uint8]:
+    """The ``target`` box of the person frame (RGBA), each pixel read from the garment's ``source`` box
+    where the spline person -> garment fitted on the point pairs takes it (evaluated on a coarse grid,
+    resampled premultiplied)."""
+    (top, bottom), (left, right) = (target[0].start, target[0].stop), (target[1].start, target[1].stop)
     inverse = ThinPlateSpline(person_points, garment_points, regularization=1e-3)
-    grid_x = np.linspace(0, width - 1, (width - 1) // MAP_GRID_STEP + 2)
-    grid_y = np.linspace(0, height - 1, (height - 1) // MAP_GRID_STEP + 2)
+    grid_x = np.linspace(left, right - 1, (right - 1 - left) // MAP_GRID_STEP + 2)
+    grid_y = np.linspace(top, bottom - 1, (bottom - 1 - top) // MAP_GRID_STEP + 2)
     mesh = np.stack(np.meshgrid(grid_x, grid_y), axis=-1).reshape(-1, 2)
     coarse = inverse(mesh).reshape(len(grid_y), len(grid_x), 2).astype(np.float32)
-    full = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+    maps = cv2.resize(coarse, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+    layer = premultiply(np.ascontiguousarray(rgb[source]), np.ascontiguousarray(alpha[source]))
     return unpremultiply(
         cv2.remap(
-            premultiply(rgb, alpha), full[..., 0], full[..., 1], interpolation=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
+            layer, maps[..., 0] - np.float32(source[1].start), maps[..., 1] - np.float32(source[0].start),
+            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
         )
     )  # fmt: skip
 
