@@ -122,15 +122,17 @@ def test_torso_and_sleeves_join_without_gaps_or_backdrop(warped: np.ndarray) -> 
     assert (visible & light).sum() < 100
 
 
-# The wearer's left arm (image right) bent at the elbow, the hand in front of the belly; the right one hangs.
-BENT_ARM = {"shoulder": SHOULDERS["left"], "elbow": (575.0, 500.0), "wrist": (455.0, 600.0)}
+# One arm bent at the elbow, the hand in front of the belly (given for the wearer's left arm, on the image
+# right; mirrored for the right one); the other arm hangs.
+BENT_LEFT_ARM = {"elbow": (575.0, 500.0), "wrist": (455.0, 600.0)}
+WRISTS = {"right": (170.0, 680.0), "left": (598.0, 680.0)}
 
 
-def _bent_arm_keypoints() -> np.ndarray:
-    keypoints = _keypoints()
-    keypoints[KP["left_elbow"]] = (*BENT_ARM["elbow"], 0.9)
-    keypoints[KP["left_wrist"]] = (*BENT_ARM["wrist"], 0.9)
-    return keypoints
+def _bent_arm(side: str) -> dict[str, np.ndarray]:
+    joints = {"shoulder": np.array(SHOULDERS[side])}
+    for joint, (x, y) in BENT_LEFT_ARM.items():
+        joints[joint] = np.array((x if side == "left" else TARGET[1] - x, y))
+    return joints
 
 
 def _distance_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -139,16 +141,24 @@ def _distance_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray)
     return np.hypot(*(points - (start + along[:, None] * segment)).T)
 
 
-def test_a_long_sleeve_bends_with_the_arm_at_the_elbow() -> None:
+@pytest.mark.parametrize("side", ["left", "right"])  # the wearer's left arm is on the image right
+def test_a_long_sleeve_bends_with_the_arm_at_the_elbow(side: str) -> None:
     """Laid as one rigid piece, a long sleeve on a bent arm ran straight from the shoulder to the cuff's
     target, across the bend, off the arm: it missed the elbow and the forearm's start. Bent with the arm,
     it covers the arm along shoulder -> elbow -> wrist."""
+    arm = _bent_arm(side)
+    keypoints = _keypoints()
+    keypoints[KP[f"{side}_elbow"]] = (*arm["elbow"], 0.9)
+    keypoints[KP[f"{side}_wrist"]] = (*arm["wrist"], 0.9)
     garment = two_tone_tshirt(long_sleeves=True)
-    inputs = WarpInput(garment=garment, keypoints=_bent_arm_keypoints(), target_size=TARGET)
-    warped = GarmentWarper().run(inputs).warped_garment
-    points = _sleeve_pixels(warped, "left")
+    warped = (
+        GarmentWarper()
+        .run(WarpInput(garment=garment, keypoints=keypoints, target_size=TARGET))
+        .warped_garment
+    )
+    points = _sleeve_pixels(warped, side)
     assert len(points) > 3000  # the sleeve is there
-    shoulder, elbow, wrist = (np.array(BENT_ARM[joint]) for joint in ("shoulder", "elbow", "wrist"))
+    shoulder, elbow, wrist = arm["shoulder"], arm["elbow"], arm["wrist"]
     # On the arm: (nearly) every sleeve pixel lies within a sleeve's width of the upper arm or forearm.
     off_arm = np.minimum(
         _distance_to_segment(points, shoulder, elbow), _distance_to_segment(points, elbow, wrist)
@@ -161,9 +171,10 @@ def test_a_long_sleeve_bends_with_the_arm_at_the_elbow() -> None:
         x, y = np.round(elbow + share * (wrist - elbow)).astype(int)
         assert sleeve[y - 6 : y + 7, x - 6 : x + 7].mean() > 0.8, share
     # The hanging arm's sleeve is not bent: one straight piece, along its arm.
-    right = _sleeve_pixels(warped, "right")
-    _, _, axes = np.linalg.svd(right - right.mean(axis=0), full_matrices=False)
-    hanging = np.array((170.0, 680.0)) - np.array(SHOULDERS["right"])
+    other = "right" if side == "left" else "left"
+    hanging_points = _sleeve_pixels(warped, other)
+    _, _, axes = np.linalg.svd(hanging_points - hanging_points.mean(axis=0), full_matrices=False)
+    hanging = np.array(WRISTS[other]) - np.array(SHOULDERS[other])
     difference = abs(_angle(axes[0]) - _angle(hanging))
     assert min(difference, 180.0 - difference) < 10.0
 
