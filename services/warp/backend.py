@@ -116,7 +116,7 @@ ELBOW_BEND_MIN = 15.0
 #: ... and only when the elbow falls before this share of the sleeve's length (a sleeve ending at the elbow
 #: has no forearm part to bend).
 ELBOW_SPLIT_MAX = 0.85
-#: A bent or fanned sleeve is placed by a spline through a grid of its points, this many across its width.
+#: A bent sleeve is placed by a spline through a grid of its points, this many across its width.
 SLEEVE_GRID_ACROSS = 3.0
 #: Slits narrower than this share of the shoulders' width between the torso and a long sleeve are closed
 #: with the garment's colour (the fabric under the arm; see :func:`_close_seams`).
@@ -347,9 +347,8 @@ def _place_edge(
     contrast = garment_nearby - backdrop
     contrast_sq = (contrast * contrast).sum(axis=1)
     projected = ((pixel - backdrop) * contrast).sum(axis=1) / np.maximum(contrast_sq, 1e-6)
-    ramp = np.clip(
-        (np.linalg.norm(pixel - backdrop, axis=1) - threshold) / max(EDGE_RAMP_MIN, threshold) + 0.5, 0.0, 1.0
-    )
+    from_backdrop = np.linalg.norm(pixel - backdrop, axis=1)
+    ramp = np.clip((from_backdrop - threshold) / max(EDGE_RAMP_MIN, threshold) + 0.5, 0.0, 1.0)
     # Only a pixel on the line from the backdrop's colour to the garment's is a mix of the two; one off it
     # (a print's other colours, the edge of a pattern) is garment where it is far from the backdrop.
     mixed = np.clip(projected, 0.0, 1.0)
@@ -363,7 +362,7 @@ def _place_edge(
     # the others and the edge came out as a saw. There the edge runs on from the garment's parts that can be
     # told, across the gaps between them (up to two low-resolution pixels wide), and the pixel keeps its
     # own colour.
-    ambiguous = np.linalg.norm(pixel - backdrop, axis=1) <= LIGHT_PART_DISTANCE * threshold
+    ambiguous = from_backdrop <= LIGHT_PART_DISTANCE * threshold
     if ambiguous.any():
         ambiguous &= _light_share(rgb, interior, local, threshold, (band[0], band[1])) > LIGHT_PART_SHARE
     if ambiguous.any():
@@ -938,9 +937,7 @@ def warp_in_layers(
             )
         if not np.isfinite(abs(turn)) or abs(turn) < 1e-6:
             continue
-        rotation = turn / abs(turn) * scale
-        matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
-        matrix[:, 2] = pivot_target - matrix[:, :2] @ pivot
+        matrix = _rigid(turn, scale, pivot, pivot_target)
         # The sleeve's antialiased rim (alpha <= 127, not in the component) goes with it, or it would stay
         # on the torso's layer as a faint outline of the sleeve laid flat.
         pad = RIM_PIXELS if band_width is not None else 0
