@@ -138,7 +138,8 @@ class BodyShapes:
     sleeves: list[Capsule]  # the upper arms' top halves, where short sleeves are
     hands: dict[str, list[Capsule]]
     legs: dict[str, list[Capsule]]  # thigh, shin (to the ankle)
-    feet: dict[str, list[Capsule]]
+    feet: dict[str, list[Capsule]]  # drawn by :func:`draw_feet`, below the ankles only
+    below_ankles: dict[str, Points]  # half-plane below each ankle joint
     thigh_cores: list[Capsule]  # upper thighs: covered by trousers or a skirt
 
 
@@ -282,8 +283,22 @@ def body_shapes(points: npt.ArrayLike) -> BodyShapes:
             "right": foot(RIGHT_ANKLE, RIGHT_HEEL, RIGHT_FOOT),
             "left": foot(LEFT_ANKLE, LEFT_HEEL, LEFT_FOOT),
         },
+        below_ankles={
+            "right": half_plane(p[RIGHT_ANKLE], above=False),
+            "left": half_plane(p[LEFT_ANKLE], above=False),
+        },
         thigh_cores=[thigh_core(RIGHT_HIP, RIGHT_KNEE), thigh_core(LEFT_HIP, LEFT_KNEE)],
     )
+
+
+def draw_feet(frame: Frame, shapes: BodyShapes, sides: tuple[str, ...] = ("right", "left")) -> BoolMask:
+    """The feet: their capsules, below the ankle joints only. The capsules' round tops reach above the
+    ankle, where new trousers' hems land: carved out of the new garment there, they cut a notch into the
+    hem that showed the old trousers (or the ankle) through it."""
+    feet = np.zeros((frame.height, frame.width), bool)
+    for side in sides:
+        feet |= draw_capsules(frame, shapes.feet[side]) & draw_polygons(frame, shapes.below_ankles[side])
+    return feet
 
 
 def draw_capsules(frame: Frame, capsules: list[Capsule]) -> BoolMask:
@@ -328,7 +343,7 @@ def category_regions(shapes: BodyShapes, category: GarmentCategory, frame: Frame
     # the face and neck skin are seeded "surely not").
     neck = draw_capsules(frame, shapes.neck)
     head = draw_polygons(frame, shapes.head) & ~arms & ~hands & ~neck  # raised arms are arms, not head
-    feet = draw_capsules(frame, shapes.feet["right"] + shapes.feet["left"])
+    feet = draw_feet(frame, shapes)
     torso = draw_polygons(frame, shapes.torso)
     chest = draw_polygons(frame, shapes.chest)
     thigh_cores = draw_capsules(frame, shapes.thigh_cores)
@@ -398,9 +413,7 @@ def category_reach(
     reach &= ~draw_polygons(frame, shapes.head)
     if not carve_hands_feet:
         return reach
-    hands_feet = draw_capsules(
-        frame, shapes.hands["right"] + shapes.hands["left"] + shapes.feet["right"] + shapes.feet["left"]
-    )
+    hands_feet = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"]) | draw_feet(frame, shapes)
     return reach & ~hands_feet
 
 

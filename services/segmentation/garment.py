@@ -24,6 +24,7 @@ from services.segmentation.body import (
     Points,
     category_regions,
     draw_capsules,
+    draw_feet,
     draw_polygons,
 )
 from tryon.types import ClothesLabel, GarmentCategory, RGBImage
@@ -310,7 +311,7 @@ def build_label_map(
     ):
         legs = draw_capsules(frame, shapes.legs[side]) & below_hips
         labels[person_mask & legs & skin & ~garment] = leg_label
-        feet = person_mask & draw_capsules(frame, shapes.feet[side]) & ~garment
+        feet = person_mask & draw_feet(frame, shapes, (side,)) & ~garment
         labels[feet] = shoe_label
         labels[feet & skin] = leg_label
     labels[garment] = GARMENT_LABEL[category]

@@ -23,6 +23,7 @@ from services.segmentation.body import (
     category_reach,
     category_regions,
     draw_capsules,
+    draw_feet,
     draw_polygons,
     skin_underneath,
 )
@@ -156,6 +157,23 @@ def test_bare_legs_under_a_skirt_are_legs_not_the_room_left_for_trousers() -> No
     assert ((ends - starts) >= 0.2 * shapes.unit).all()
     # The arms are bare skin under a top's sleeves whatever the category.
     assert skin[int(points[13][1]), int(points[13][0])]
+
+
+def test_the_feet_end_at_the_ankles() -> None:
+    """Trousers are warped with their hems on the ankles. The feet stay in front of a new garment, but only
+    below the ankle joints: the feet's capsules round up above them, and carved out of the new trousers
+    they cut a notch into each hem that showed the old trousers through it."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    ankle_row = int(max(points[27][1], points[28][1]))
+    capsules = draw_capsules(frame, shapes.feet["right"] + shapes.feet["left"])
+    assert capsules[:ankle_row].any()  # the capsules alone reach above the ankles
+    feet = draw_feet(frame, shapes)
+    assert not feet[:ankle_row].any()
+    assert feet.sum() > 0.5 * capsules[ankle_row:].sum()  # below the ankles the feet are all there
+    excluded = category_regions(shapes, GarmentCategory.LOWER_BODY, frame).excluded
+    assert not excluded[ankle_row - 12 : ankle_row].any()  # the hems' rows: nothing carved
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
