@@ -174,6 +174,22 @@ def light_on_light_garment(
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
+def garment_with_backdrop_coloured_patches(
+    category: GarmentCategory = GarmentCategory.LOWER_BODY, size: tuple[int, int] = (768, 1024)
+) -> npt.NDArray[np.uint8]:
+    """A denim-blue garment with 40 patches of the backdrop's own colour inside it (the white frays of
+    ripped jeans), on that backdrop: its mask is :func:`garment_mask`."""
+    mask = garment_mask(category, size)
+    garment = draw_garment(category, color=(60, 90, 150), size=size, background=(245, 245, 245))
+    rng = np.random.default_rng(3)
+    ys, xs = np.nonzero(cv2.erode(mask, np.ones((25, 25), np.uint8)))
+    for index in rng.choice(len(ys), 40, replace=False):
+        axes = (int(rng.integers(8, 22)), int(rng.integers(4, 10)))
+        angle = float(rng.integers(0, 180))
+        cv2.ellipse(garment, (int(xs[index]), int(ys[index])), axes, angle, 0, 360, (245, 245, 245), -1)
+    return garment
+
+
 def white_striped_garment(size: tuple[int, int] = (768, 1024)) -> npt.NDArray[np.uint8]:
     """A rectangle of navy and white stripes (12 px each), the white exactly the backdrop's colour, with
     the soft shadow a product photo has round the garment: its white stripes can be told from the backdrop

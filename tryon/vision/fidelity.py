@@ -1,7 +1,8 @@
 """Fidelity measures of a try-on result, shared by bench/eval_lite.py and the tests (issue #12's targets).
 
-- :func:`garment_silhouette`: the garment in its product photo by GrabCut seeded with the photo's border,
-  independent of the warp's own separation (so a separation that loses part of the garment shows).
+- :func:`garment_silhouette`: the garment in its product photo by GrabCut seeded with the photo's border
+  (and the backdrop joined to it that has the border's very colour), independent of the warp's own
+  separation (so a separation that loses part of the garment shows).
 - :func:`print_match`: SIFT matches garment photo -> result, a RANSAC similarity through them: inliers
   and scale (compare with the silhouette's scale ``sqrt(warped area / photo silhouette area)``).
 - :func:`smear_share`: share of filled pixels whose colour is far from every flat surface around the mask.
@@ -30,16 +31,38 @@ _OFFSETS = [
     if a * a + b * b + c * c <= _REACH * _REACH
 ]
 GRID_SHAPE = (int(100 / BIN) + 2, int(256 / BIN) + 2, int(256 / BIN) + 2)
+#: The silhouette's GrabCut runs at this long side.
+SILHOUETTE_LONG_SIDE = 320
+#: Pixels within this RGB distance of the border's median colour (at SILHOUETTE_LONG_SIDE, where area
+#: averaging has removed most noise) and joined to the border through such pixels are surely backdrop.
+BACKDROP_SEED_DISTANCE = 4.0
 
 
 def garment_silhouette(rgb: npt.NDArray[np.uint8]) -> BoolMask:
-    """The garment in its photo by GrabCut seeded with the border as background (independent of the warp)."""
+    """The garment in its photo by GrabCut (independent of the warp), seeded with the border as background
+    and with the backdrop joined to the border that has the border's very colour.
+
+    Seeded with the border only, GrabCut's garment model took in what it saw of the backdrop's colour
+    inside the garment (white frays of ripped jeans, white stripes): the gap between trouser legs, the
+    shadow band round the garment and the light gap under a sleeve came out garment (ripped jeans: their
+    whole bounding box, 1.55 x the garment). The tolerance is a few levels only, so a light garment on a
+    light backdrop (~10-25 levels apart) is never seeded as backdrop: the reference keeps it where a
+    separation that loses it would not.
+    """
     height, width = rgb.shape[:2]
-    scale = min(1.0, 320 / max(height, width))
+    scale = min(1.0, SILHOUETTE_LONG_SIDE / max(height, width))
     small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
     seeds = np.full(small.shape[:2], cv2.GC_PR_FGD, np.uint8)
     margin = max(2, round(0.02 * max(small.shape[:2])))
     seeds[:margin], seeds[-margin:], seeds[:, :margin], seeds[:, -margin:] = (cv2.GC_BGD,) * 4
+    border = seeds == cv2.GC_BGD
+    border_colour = np.median(small[border].astype(np.float32), axis=0)
+    backdrop_coloured = (
+        np.linalg.norm(small.astype(np.float32) - border_colour, axis=2) <= BACKDROP_SEED_DISTANCE
+    )
+    _, parts = cv2.connectedComponents(backdrop_coloured.astype(np.uint8), connectivity=4)
+    joined = np.unique(parts[border & backdrop_coloured])
+    seeds[np.isin(parts, joined[joined > 0])] = cv2.GC_BGD
     cv2.setRNGSeed(7)
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.grabCut(small, seeds, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
