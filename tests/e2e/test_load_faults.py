@@ -22,6 +22,8 @@ import redis
 
 from tests.e2e import api
 from tests.e2e.load import LoadReport, after, kill_and_restart, restart_redis, run_load, storage_unavailable
+from tryon.jobs.queue import queue_list_names
+from tryon.jobs.settings import JobSettings
 from tryon.jobs.state import KEY_PREFIX
 from tryon.localstack import LocalStack
 
@@ -109,6 +111,33 @@ def test_worker_killed_and_restarted(stack: LocalStack, client: httpx.Client) ->
     report = _under_fault(stack, client, "kill -9 + restart the worker", fault)
     # Late acknowledgement: the jobs the dead worker held are delivered again and run to the end.
     assert report.by_status() == {"succeeded": FAULT_JOBS}, report.summary()
+
+
+@pytest.mark.timeout(300)
+def test_a_job_whose_message_is_lost_is_queued_again(stack: LocalStack, client: httpx.Client) -> None:
+    """The race the worker-kill test can hit: the broker's message is gone (a worker killed between taking
+    it off the queue and recording it as unacknowledged) while the record waits, queued. Made here on
+    purpose: the worker stopped, a job submitted, its message deleted, the worker started again. Nothing
+    redelivers it; the orphan sweep (TRYON_ORPHAN_QUEUED_AFTER_S, 60 s in this stack) queues it again."""
+    stack.stop("worker")
+    try:
+        job_id = api.submit(client).job_id
+        broker = redis.Redis.from_url(stack.config.redis_url)
+        try:
+            removed = 0
+            for name in queue_list_names(JobSettings().queue_name):
+                for message in broker.lrange(name, 0, -1):
+                    if job_id.encode() in message:
+                        removed += int(broker.lrem(name, 0, message))
+        finally:
+            broker.close()
+        assert removed == 1, "the job's message was not waiting in the queue"
+    finally:
+        stack.start("worker")
+    document = api.wait_final(client, job_id, 200)
+    assert document["status"] == "succeeded", document
+    log = (Path(stack.config.run_dir) / "logs" / "worker.log").read_text()
+    assert f"job {job_id}: queued since" in log and "re-queued" in log
 
 
 @pytest.mark.timeout(600)
