@@ -388,15 +388,17 @@ def category_reach(
     frame: Frame,
     growth: float = 0.2,
     carve_hands_feet: bool = True,
+    leg_width: float = 1.0,
 ) -> BoolMask:
     """Where a new garment of ``category`` may reach on this body, whatever the worn one covers.
 
     Tops: the torso and both arms (long sleeves), down to mid-thigh (long tops); bottoms: waist to ankles;
     dresses: shoulders to ankles with the arms. Grown by ``growth`` x ``unit`` (loose cuts). The head column
-    is never reached, nor (unless ``carve_hands_feet`` is off) the hands' and feet's capsules.
+    is never reached, nor (unless ``carve_hands_feet`` is off) the hands' and feet's capsules. The legs are
+    ``leg_width`` times as wide as their capsules (:data:`BARE_LEG_WIDTH`: the legs themselves).
     """
     arms = shapes.arms["right"] + shapes.arms["left"]
-    legs = shapes.legs["right"] + shapes.legs["left"]
+    legs = _legs(shapes, leg_width)
     if category is GarmentCategory.UPPER_BODY:
         reach = draw_polygons(frame, shapes.torso, shapes.pelvis) | draw_capsules(frame, arms)
         reach &= ~draw_polygons(frame, shapes.below_mid_thigh)
@@ -417,6 +419,21 @@ def category_reach(
     return reach & ~hands_feet
 
 
+def body_outline(shapes: BodyShapes, category: GarmentCategory, frame: Frame, growth: float) -> BoolMask:
+    """Where the body itself is under a worn garment of ``category``, grown by ``growth`` x ``unit`` (a
+    close-fitting cut): the category's reach with the legs at :data:`BARE_LEG_WIDTH`. The worn garment
+    beyond it (wide trousers, a skirt's flare, cloth between the legs) stands off the body."""
+    return category_reach(shapes, category, frame, growth=growth, leg_width=BARE_LEG_WIDTH)
+
+
+def _legs(shapes: BodyShapes, width: float) -> list[Capsule]:
+    """Both legs' capsules, ``width`` times as wide."""
+    return [
+        Capsule(leg.start, leg.end, width * leg.start_radius, width * leg.end_radius)
+        for leg in shapes.legs["right"] + shapes.legs["left"]
+    ]
+
+
 def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:
     """Where bare skin is under a worn garment that the new one leaves uncovered.
 
@@ -427,11 +444,7 @@ def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame)
     if category is not GarmentCategory.UPPER_BODY:
         # The legs themselves, not the room the legs' capsules leave for loose trousers: what a wide skirt
         # or loose trousers cover beside them is the backdrop.
-        legs = [
-            Capsule(leg.start, leg.end, BARE_LEG_WIDTH * leg.start_radius, BARE_LEG_WIDTH * leg.end_radius)
-            for leg in shapes.legs["right"] + shapes.legs["left"]
-        ]
-        skin |= draw_capsules(frame, legs) & ~draw_polygons(frame, shapes.above_hips)
+        skin |= draw_capsules(frame, _legs(shapes, BARE_LEG_WIDTH)) & ~draw_polygons(frame, shapes.above_hips)
     if category is not GarmentCategory.LOWER_BODY:
         skin |= draw_polygons(frame, shapes.torso) & draw_polygons(frame, shapes.above_waist)
     return skin

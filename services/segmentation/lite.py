@@ -42,6 +42,7 @@ from services.segmentation.body import (
     Capsule,
     Frame,
     Points,
+    body_outline,
     body_shapes,
     category_reach,
     category_regions,
@@ -362,7 +363,7 @@ class LiteSegmentation:
             clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW
         # The old garment away from the body (a flared skirt, cloth between the legs): the backdrop is
         # behind it. Drawn like the reach, grown less: the body's own outline plus a close-fitting cut.
-        near_body = category_reach(shapes, category, quarter, growth=OFF_BODY_GROWTH)
+        near_body = body_outline(shapes, category, quarter, growth=OFF_BODY_GROWTH)
         # A collar below the chin is on the neck (not in the garment's reach): skin is under it, see above.
         off_body = replace & ~(resize_mask(near_body, height, width) > 0.5) & ~regions.arms & ~regions.neck
         clothing[off_body] = mask_kinds.REPLACE_OFF_BODY

@@ -19,6 +19,7 @@ from services.pose.lite import LitePose
 from services.segmentation.body import (
     Capsule,
     Frame,
+    body_outline,
     body_shapes,
     category_reach,
     category_regions,
@@ -28,7 +29,7 @@ from services.segmentation.body import (
     skin_underneath,
 )
 from services.segmentation.garment import GENERIC_SKIN_MODEL, estimate_garment, fit_skin_model
-from services.segmentation.lite import LiteSegmentation, _continues_above_high_waist
+from services.segmentation.lite import OFF_BODY_GROWTH, LiteSegmentation, _continues_above_high_waist
 from tests.imagegen import person_photo
 from tryon.types import (
     KP,
@@ -157,6 +158,25 @@ def test_bare_legs_under_a_skirt_are_legs_not_the_room_left_for_trousers() -> No
     assert ((ends - starts) >= 0.2 * shapes.unit).all()
     # The arms are bare skin under a top's sleeves whatever the category.
     assert skin[int(points[13][1]), int(points[13][0])]
+
+
+def test_loose_trousers_beside_the_legs_stand_off_the_body() -> None:
+    """The worn garment beyond the legs themselves (wide trousers, a skirt's flare) is off the body, where
+    the backdrop shows once narrower trousers replace it: the body's outline draws the legs themselves, not
+    the room their capsules leave for loose trousers (as a new garment's reach does)."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    row = int((points[24][1] + points[26][1]) / 2)  # mid-thigh
+    loose = category_reach(shapes, GarmentCategory.LOWER_BODY, frame, growth=OFF_BODY_GROWTH)[row]
+    legs = body_outline(shapes, GarmentCategory.LOWER_BODY, frame, OFF_BODY_GROWTH)[row]
+    loose_columns, legs_columns = np.flatnonzero(loose), np.flatnonzero(legs)
+    # Narrower on both outer sides by at least 0.04 body units (the capsules' radius there is ~0.22) ...
+    assert legs_columns[0] - loose_columns[0] >= 0.04 * shapes.unit
+    assert loose_columns[-1] - legs_columns[-1] >= 0.04 * shapes.unit
+    # ... and still over both thighs' centres.
+    for hip, knee in ((23, 25), (24, 26)):
+        assert legs[int((points[hip][0] + points[knee][0]) / 2)]
 
 
 def test_the_feet_end_at_the_ankles() -> None:
