@@ -40,13 +40,26 @@ OUTLINES = {
 }
 
 
+# A long column dress (straps, a straight body flaring a little to an ankle-length hem): at the shoulders'
+# width of a body of the usual proportions it would end well below the ankles.
+COLUMN_DRESS = [
+    (0.36, 0.04), (0.42, 0.04), (0.50, 0.09), (0.58, 0.04), (0.64, 0.04),
+    (0.65, 0.30), (0.66, 0.60), (0.69, 0.97), (0.31, 0.97), (0.34, 0.60), (0.35, 0.30),
+]  # fmt: skip
+
+
+def outline_mask(outline: list[tuple[float, float]], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """The silhouette (0/255) of an outline on the unit square, for an image of ``size`` = (width, height)."""
+    width, height = size
+    points = np.array([(x * width, y * height) for x, y in outline], dtype=np.float64)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+    return mask
+
+
 def garment_mask(category: GarmentCategory, size: tuple[int, int] = (768, 1024)) -> npt.NDArray[np.uint8]:
     """The drawn garment's silhouette (0/255) for an image of ``size`` = (width, height)."""
-    width, height = size
-    outline = np.array([(x * width, y * height) for x, y in OUTLINES[category]], dtype=np.float64)
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
-    return mask
+    return outline_mask(OUTLINES[category], size)
 
 
 def draw_garment(
@@ -55,9 +68,11 @@ def draw_garment(
     size: tuple[int, int] = (768, 1024),
     background: Colour = (245, 245, 245),
     rgba: bool = False,
+    outline: list[tuple[float, float]] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """A flat-lay garment of one colour, with a little fabric texture, on a plain background (or RGBA)."""
-    mask = garment_mask(category, size)
+    """A flat-lay garment of one colour, with a little fabric texture, on a plain background (or RGBA);
+    the category's outline (:data:`OUTLINES`) unless ``outline`` is given."""
+    mask = outline_mask(outline, size) if outline is not None else garment_mask(category, size)
     height, width = mask.shape
     # Gentle deterministic texture (weave-like stripes) so the garment is not a perfectly flat fill.
     texture = (np.sin(np.arange(width) / 3.0)[None, :] * 3).astype(np.float32)
@@ -116,9 +131,7 @@ def two_tone_tshirt(
         shape, (left, right) = _LONG_SLEEVED_TSHIRT, (0.30, 0.70)
     else:
         shape, (left, right) = (_FITTED_TSHIRT, (0.30, 0.70)) if fitted else (_TSHIRT, (0.28, 0.72))
-    outline = np.array([(x * width, y * height) for x, y in shape], dtype=np.float64)
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+    mask = outline_mask(shape, size)
     columns = np.arange(width)[None, :]
     sleeves = (mask > 0) & ((columns < left * width - 1) | (columns > right * width + 1))
     image = np.empty((height, width, 3), np.uint8)

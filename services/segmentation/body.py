@@ -422,8 +422,21 @@ def category_reach(
 def body_outline(shapes: BodyShapes, category: GarmentCategory, frame: Frame, growth: float) -> BoolMask:
     """Where the body itself is under a worn garment of ``category``, grown by ``growth`` x ``unit`` (a
     close-fitting cut): the category's reach with the legs at :data:`BARE_LEG_WIDTH`. The worn garment
-    beyond it (wide trousers, a skirt's flare, cloth between the legs) stands off the body."""
-    return category_reach(shapes, category, frame, growth=growth, leg_width=BARE_LEG_WIDTH)
+    beyond it (wide trousers, a skirt's flare, cloth between the legs) stands off the body.
+
+    For trousers, between the legs below the pelvis only the legs themselves count: grown, two slim legs
+    close the gap between them, and a skirt's cloth there read as body that every pair of trousers leaves
+    bare (a dress covers it: there it stays).
+    """
+    outline = category_reach(shapes, category, frame, growth=growth, leg_width=BARE_LEG_WIDTH)
+    if category is not GarmentCategory.LOWER_BODY:
+        return outline
+    right, left = shapes.legs["right"], shapes.legs["left"]
+    between = draw_polygons(
+        frame, np.array([right[0].start, right[0].end, right[1].end, left[1].end, left[0].end, left[0].start])
+    )
+    legs = draw_capsules(frame, _legs(shapes, BARE_LEG_WIDTH)) | draw_polygons(frame, shapes.pelvis)
+    return outline & ~(between & ~legs)
 
 
 def _legs(shapes: BodyShapes, width: float) -> list[Capsule]:

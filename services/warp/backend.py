@@ -125,9 +125,10 @@ SEAM_CLOSE = 0.1
 #: such a top ends on the hip band; shorter and longer cuts end proportionally higher or lower.
 TOP_REGULAR_LENGTH = 2.3
 TOP_LENGTH_RANGE = (0.45, 1.3)
-#: A top's vertical scale stays within this range of its horizontal scale (from the shoulders). With the
-#: sleeves warped as their own layers the torso keeps the shoulders' width, so a vertical squash shows as
-#: a print squashed by that much: at 0.7, SIFT matched half as many print features (bench/eval_lite.py).
+#: A top's (and a dress's) vertical scale stays within this range of its horizontal scale (from the
+#: shoulders). With the sleeves warped as their own layers the torso keeps the shoulders' width, so a
+#: vertical squash shows as a print squashed by that much: at 0.7, SIFT matched half as many print
+#: features (bench/eval_lite.py).
 VERTICAL_SCALE_RANGE = (0.85, 1.0)
 #: The hip band, below the hip joints by this fraction of the shoulder-to-hip distance.
 HIP_BAND = 0.12
@@ -162,7 +163,7 @@ class GarmentWarper:
         refuse_person_photo(inputs.garment)
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
-        pairs = body_targets(landmarks, inputs.keypoints, inputs.category)
+        pairs = body_targets(landmarks, inputs.keypoints, inputs.category, alpha > 127)
         warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width), inputs.keypoints)
         return WarpOutput(
             warped_garment=warped,
@@ -686,15 +687,20 @@ def _apply(matrix: npt.NDArray[np.float64], point: Point) -> npt.NDArray[np.floa
 
 
 def body_targets(
-    landmarks: dict[str, Point], keypoints: Keypoints, category: GarmentCategory
+    landmarks: dict[str, Point],
+    keypoints: Keypoints,
+    category: GarmentCategory,
+    silhouette: npt.NDArray[np.bool_] | None = None,
 ) -> list[tuple[Point, npt.NDArray[np.float64]]]:
     """(garment point, person point) correspondences for the spline, anchors first.
 
     Tops: shoulders by a similarity (rotation from the body only: the product photo is upright), the hem
     at the hip width and at the height the top's cut gives it (a regular top on the hip band, a crop top
     higher, a long one lower), each sleeve's tip along its arm (shoulder, elbow, wrist) at the sleeve's
-    own length. Dresses: shoulders, the hem at the dress's own length (never below the ankles). Trousers
-    and skirts: the waistband above the hips, each leg's centre to its knee and ankle.
+    own length. Dresses: shoulders, the hem at the dress's own length (never below the ankles; a dress
+    longer than that is narrowed, see :func:`_dress_narrowing`). Trousers and skirts: the waistband
+    above the hips, each leg's centre to its knee and ankle. ``silhouette`` (the garment's mask in its
+    photo) keeps a narrowed dress as wide as the hips.
     """
     bends: list[tuple[str, npt.NDArray[np.float64]]] = []
     if category is GarmentCategory.LOWER_BODY:
@@ -738,7 +744,21 @@ def body_targets(
                 )
                 ankles = [_point(keypoints, "right_ankle"), _point(keypoints, "left_ankle")]
                 if ankles[0] is not None and ankles[1] is not None:
+                    own_hem_y = hem_y
                     hem_y = min(hem_y, float(max(ankles[0][1], ankles[1][1])))
+                    top_y = float((anchors[0][1][1] + anchors[1][1][1]) / 2)
+                    narrower = _dress_narrowing(
+                        landmarks, top_y, own_hem_y, hem_y, _scale(similarity), (hip_left, hip_right),
+                        silhouette,
+                    )  # fmt: skip
+                    if narrower < 1.0:
+                        middle = (anchors[0][1] + anchors[1][1]) / 2
+                        (left_name, left_target), (right_name, right_target) = anchors
+                        anchors = (
+                            (left_name, middle + (left_target - middle) * narrower),
+                            (right_name, middle + (right_target - middle) * narrower),
+                        )
+                        similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
             for name, hip in (("left_hem", hip_left), ("right_hem", hip_right)):
                 predicted = _apply(similarity, landmarks[name])
                 bends.append((name, np.array([hip[0] if category is GarmentCategory.UPPER_BODY
@@ -770,6 +790,41 @@ def body_targets(
     # Every other landmark follows the similarity: it keeps the spline from folding the garment elsewhere.
     pairs += [(point, _apply(similarity, point)) for name, point in landmarks.items() if name not in used]
     return pairs
+
+
+def _dress_narrowing(
+    landmarks: dict[str, Point],
+    top_y: float,
+    own_hem_y: float,
+    hem_y: float,
+    scale: float,
+    hips: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    silhouette: npt.NDArray[np.bool_] | None,
+) -> float:
+    """How much narrower than the shoulders give it a dress too long for the body is placed (1: not).
+
+    Its width comes from the shoulders and its hem stops at the ankles; a long, slim dress on a short or
+    broad person would then be squashed vertically by as much as 0.57, and its print with it (a tartan
+    matched 3-11 features instead of 85, bench/eval_lite.py). Narrowed until the squash is within
+    :data:`VERTICAL_SCALE_RANGE`, it fits the body's length at its own proportions, as a shorter dress of
+    the same cut would; but never narrower than the body's hips (joints spread by :data:`HIP_OUTSET`) at
+    the dress's row that lands on them: the fabric there stretches round the body, whatever the photo.
+    """
+    squash = (hem_y - top_y) / max(own_hem_y - top_y, 1.0)
+    if squash >= VERTICAL_SCALE_RANGE[0]:
+        return 1.0
+    narrower = squash / VERTICAL_SCALE_RANGE[0]
+    if silhouette is not None:
+        shoulder_row = (landmarks["left_shoulder"][1] + landmarks["right_shoulder"][1]) / 2
+        hem_row = (landmarks["left_hem"][1] + landmarks["right_hem"][1]) / 2
+        vertical_scale = (hem_y - top_y) / max(hem_row - shoulder_row, 1.0)
+        hip_y = float((hips[0][1] + hips[1][1]) / 2)
+        row = int(np.clip(round(shoulder_row + (hip_y - top_y) / vertical_scale), 0, len(silhouette) - 1))
+        columns = np.flatnonzero(silhouette[row])
+        if len(columns) > 1:
+            hip_width = float(np.linalg.norm(hips[1] - hips[0]))
+            narrower = max(narrower, hip_width / (scale * float(columns[-1] - columns[0])))
+    return min(narrower, 1.0)
 
 
 def _top_hem_height(

@@ -179,6 +179,26 @@ def test_loose_trousers_beside_the_legs_stand_off_the_body() -> None:
         assert legs[int((points[hip][0] + points[knee][0]) / 2)]
 
 
+def test_the_cloth_between_legs_together_stands_off_the_body_for_trousers_only() -> None:
+    """Legs standing close together: grown by the close-fitting allowance, the two legs' outlines meet,
+    and a worn skirt's cloth between them counted as body, which every pair of new trousers leaves bare
+    (filled as body, not as the backdrop behind it). Below the pelvis the gap between the legs is off the
+    body for trousers; a dress covers it, so for dresses it stays."""
+    points = _standing_person()
+    points[25], points[26], points[27], points[28] = (158, 270), (130, 270), (156, 350), (132, 350)
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    middle = int((points[23][0] + points[24][0]) / 2)
+    trousers = body_outline(shapes, GarmentCategory.LOWER_BODY, frame, OFF_BODY_GROWTH)
+    dress = body_outline(shapes, GarmentCategory.DRESS, frame, OFF_BODY_GROWTH)
+    for row in (240, 270, 310):  # above the knees, at them, below them
+        assert not trousers[row, middle - 1 : middle + 2].any()
+        assert dress[row, middle]
+        for knee in (25, 26):  # each leg itself is body
+            assert trousers[row, int(points[knee][0])]
+    assert trousers[int(points[23][1]) + 4, middle]  # the pelvis stays body
+
+
 def test_the_feet_end_at_the_ankles() -> None:
     """Trousers are warped with their hems on the ankles. The feet stay in front of a new garment, but only
     below the ankle joints: the feet's capsules round up above them, and carved out of the new trousers

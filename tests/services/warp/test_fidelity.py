@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from services.warp.backend import (
+    HIP_OUTSET,
     TOP_REGULAR_LENGTH,
     GarmentWarper,
     find_landmarks,
@@ -19,10 +20,12 @@ from services.warp.backend import (
     separate_garment,
 )
 from tests.imagegen import (
+    COLUMN_DRESS,
     draw_garment,
     face_print_garment,
     garment_mask,
     light_on_light_garment,
+    outline_mask,
     person_as_garment_photo,
     printed_garment,
     unevenly_lit_garment,
@@ -204,6 +207,34 @@ def test_dress_runs_from_the_shoulders_past_the_hips(warper: GarmentWarper) -> N
     rows = np.flatnonzero(alpha.any(axis=1))
     assert rows[0] < SHOULDER_Y
     assert alpha[400:HIP_Y, 340:430].all() and alpha[HIP_Y:KNEE_Y, 300:468].all()
+
+
+def _height_over_width(mask: np.ndarray) -> float:
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return float((rows[-1] - rows[0]) / (columns[-1] - columns[0]))
+
+
+def test_a_dress_longer_than_the_body_is_narrowed_not_squashed(warper: GarmentWarper) -> None:
+    # At the shoulders' width the column dress would end far below the ankles: it stops at the ankles at
+    # (nearly) its own proportions, narrower than the shoulders would make it (VERTICAL_SCALE_RANGE).
+    size = (768, 800)  # 3.3 shoulder widths long; the drawn body is 2.3 (shoulders to ankles)
+    garment = draw_garment(GarmentCategory.DRESS, outline=COLUMN_DRESS, size=size)
+    alpha = _warp(warper, garment, GarmentCategory.DRESS)
+    photo = outline_mask(COLUMN_DRESS, size) > 0
+    assert _height_over_width(alpha) / _height_over_width(photo) >= 0.8
+    rows = np.flatnonzero(alpha.any(axis=1))
+    assert rows[0] < SHOULDER_Y and rows[-1] <= ANKLE_Y + 20
+
+
+def test_a_narrowed_dress_still_spans_the_hips(warper: GarmentWarper) -> None:
+    # The drawn dress's waist is 0.7 of its top's width: narrowed to its own proportions it would be
+    # narrower than the body's hips, so it is narrowed only as far as they allow. The bound is reckoned
+    # on the dress's row a straight vertical scale puts on the hips; the spline puts the waist a little
+    # lower, hence 0.8 (unbounded: 0.56).
+    alpha = _warp(warper, draw_garment(GarmentCategory.DRESS, size=(480, 1024)), GarmentCategory.DRESS)
+    hips = np.flatnonzero(alpha[HIP_Y])
+    hip_width = (468 - 300) * (1 + 2 * HIP_OUTSET)
+    assert hips[-1] - hips[0] >= 0.8 * hip_width
 
 
 def test_a_photo_of_a_person_is_refused_as_the_garment() -> None:
