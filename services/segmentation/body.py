@@ -76,6 +76,9 @@ _SHIFT = 4  # sub-pixel bits for OpenCV's polygon rasteriser
 #: Bare legs under a worn garment are this share as wide as the legs' capsules (drawn with room for loose
 #: trousers: a thigh radius of 0.27 body units, where a thigh is ~0.2 units across at half its width).
 BARE_LEG_WIDTH = 0.75
+#: The shoulders' tops (see :attr:`BodyShapes.shoulder_tops`) rise this many body units above the torso's
+#: top edge at the neck's side.
+SHOULDER_TOP_RISE = 0.15
 
 
 def _fixed(points: Points) -> npt.NDArray[np.int32]:
@@ -125,6 +128,7 @@ class BodyShapes:
     torso: Points  # under the neckline and over the shoulders, down to the hip joints: where a top goes
     head: Points  # the column above the torso's top edge between the shoulders: face, hair, neck
     neck: list[Capsule]  # chin to the base of the neck
+    shoulder_tops: list[Points]  # above the torso's top edge, each side of the neck: a high garment's yoke
     chest: Points  # the upper torso: covered by any top (crop tops included)
     above_waist: Points  # half-plane above the natural waist
     above_hips: Points  # half-plane above the hip joints
@@ -198,6 +202,25 @@ def body_shapes(points: npt.ArrayLike) -> BodyShapes:
     mouth_mid = (p[MOUTH_LEFT] + p[MOUTH_RIGHT]) / 2
     chin = mouth_mid + 0.9 * (mouth_mid - eyes_mid)
     neck = [Capsule(tuple(chin), tuple(at(shoulder_mid, 0.0, 0.08)), 0.2 * unit, 0.24 * unit)]
+    # The top edge runs level from the outer shoulder to the neck's side; the shoulders' tops (trapezius)
+    # rise towards the neck, and a crew neck or a high yoke covers them up to the collar. Between the top
+    # edge and a line rising to the neck's base: the neck's kind of place (garment only where GrabCut
+    # finds it, skin under it).
+    rise = SHOULDER_TOP_RISE
+    shoulder_tops = [
+        np.array(
+            [
+                at(shoulder, outward * 0.16, -0.02),  # the torso's top edge, outer shoulder to neck ...
+                at(shoulder, outward * 0.08, 0.1),
+                at(shoulder, -outward * 0.05, 0.15),
+                at(shoulder_mid, outward * 0.2, 0.17),
+                at(shoulder_mid, outward * 0.2, 0.17 + rise),  # ... and back, rising towards the neck
+                at(shoulder, -outward * 0.05, 0.15 + 0.66 * rise),
+                at(shoulder, outward * 0.08, 0.1 + 0.4 * rise),
+            ]
+        )
+        for shoulder, outward in ((rs, -1.0), (ls, 1.0))
+    ]
     waist = shoulder_mid + 0.6 * (hip_mid - shoulder_mid)
     chest = np.array(
         [at(shoulder_mid, -0.26, -0.22), at(shoulder_mid, 0.26, -0.22), at(waist, 0.22, 0.12),
@@ -260,6 +283,7 @@ def body_shapes(points: npt.ArrayLike) -> BodyShapes:
         torso=torso,
         head=head,
         neck=neck,
+        shoulder_tops=shoulder_tops,
         chest=chest,
         above_waist=half_plane(waist, above=True),
         above_hips=half_plane(hip_mid, above=True),
@@ -341,7 +365,7 @@ def category_regions(shapes: BodyShapes, category: GarmentCategory, frame: Frame
     hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
     # The head column is never garment, except below the chin where a collar may be (GrabCut decides;
     # the face and neck skin are seeded "surely not").
-    neck = draw_capsules(frame, shapes.neck)
+    neck = draw_capsules(frame, shapes.neck) | draw_polygons(frame, *shapes.shoulder_tops)
     head = draw_polygons(frame, shapes.head) & ~arms & ~hands & ~neck  # raised arms are arms, not head
     feet = draw_feet(frame, shapes)
     torso = draw_polygons(frame, shapes.torso)

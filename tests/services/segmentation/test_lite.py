@@ -140,6 +140,39 @@ def test_a_long_sleeve_in_shadow_by_the_hips_is_the_worn_top() -> None:
     assert not (worn & (face | hands)).any()
 
 
+@pytest.mark.parametrize("shoulders", ["covered", "bare"])
+def test_a_crew_necks_shoulder_tops_are_the_worn_top(shoulders: str) -> None:
+    """The torso's top edge runs level from the outer shoulder to the neck; a crew neck's shoulders rise
+    above it towards the collar. Carved out with the head column, that part was never the worn garment and
+    stayed in the result above a new top's lower neckline (a black yoke beside the neck). It is the neck's
+    kind of place now: garment where GrabCut finds the top's colours, never where the shoulders are bare."""
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    skin, top, trousers = (205, 150, 120), (30, 35, 60), (120, 110, 100)
+    face = draw_capsules(frame, [Capsule((144.0, 34.0), (144.0, 54.0), 16.0, 16.0)])
+    neck = draw_capsules(frame, shapes.neck)
+    torso = draw_polygons(frame, shapes.torso)
+    shoulder_tops = draw_polygons(frame, *shapes.shoulder_tops) & ~torso & ~neck
+    arms = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
+    hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    legs = draw_capsules(frame, shapes.legs["right"] + shapes.legs["left"])
+    legs |= draw_polygons(frame, shapes.pelvis)
+    photo = np.full((*GEOMETRY_SHAPE, 3), 225, np.uint8)
+    photo[legs] = trousers
+    photo[torso | arms | shoulder_tops] = top
+    photo[neck | face | hands] = skin
+    if shoulders == "bare":
+        photo[shoulder_tops] = skin
+    person = face | neck | torso | shoulder_tops | arms | hands | legs
+    skin_model = fit_skin_model(np.array([skin] * 50, np.uint8))
+    worn = estimate_garment(photo, person, shapes, GarmentCategory.UPPER_BODY, skin_model).garment
+    assert shoulder_tops.sum() > 0.01 * torso.sum()
+    covered = (worn & shoulder_tops).sum() / shoulder_tops.sum()
+    assert covered > 0.8 if shoulders == "covered" else covered < 0.05
+    excluded = category_regions(shapes, GarmentCategory.UPPER_BODY, frame).excluded
+    assert not (excluded & shoulder_tops).any()
+
+
 def test_bare_legs_under_a_skirt_are_legs_not_the_room_left_for_trousers() -> None:
     """The skin under a worn skirt or loose trousers, which a shorter or narrower new garment leaves bare,
     has the legs' own width: two legs with a gap between them at mid-thigh, each about a thigh wide. Drawn
@@ -365,8 +398,12 @@ def test_upper_body_mask_is_the_suit_below_the_head(outputs: dict, keypoints: Ke
     values = outputs[GarmentCategory.UPPER_BODY].clothing_mask
     x, y = (round(float(v)) for v in keypoints[KP["right_elbow"], :2])
     assert values[y, x] == REPLACE_LIMB
+    # Nothing at head height between the ears; beside the neck the suit's shoulders and helmet ring rise
+    # above the chin (the shoulders' tops, a high garment's yoke), and nothing at all above the nose.
     chin_y = keypoints[KP["nose"], 1] + 0.6 * (keypoints[KP["neck"], 1] - keypoints[KP["nose"], 1])
-    assert not clothing[: round(float(chin_y))].any()  # nothing at head height
+    ears = sorted(float(keypoints[KP[ear], 0]) for ear in ("right_ear", "left_ear"))
+    assert not clothing[: round(float(chin_y)), round(ears[0]) : round(ears[1])].any()
+    assert not clothing[: round(float(keypoints[KP["nose"], 1]))].any()
     assert not _at(clothing, keypoints, "nose")
 
 
