@@ -416,27 +416,30 @@ def category_reach(
 ) -> BoolMask:
     """Where a new garment of ``category`` may reach on this body, whatever the worn one covers.
 
-    Tops: the torso and both arms (long sleeves), down to mid-thigh (long tops); bottoms: waist to ankles;
-    dresses: shoulders to ankles with the arms. Grown by ``growth`` x ``unit`` (loose cuts). The head column
-    is never reached, nor (unless ``carve_hands_feet`` is off) the hands' and feet's capsules. The legs are
-    ``leg_width`` times as wide as their capsules (:data:`BARE_LEG_WIDTH`: the legs themselves).
+    Tops: the torso, the shoulders' tops (a high neckline) and both arms (long sleeves), down to mid-thigh
+    (long tops); bottoms: waist to ankles; dresses: shoulders to ankles with the arms. Grown by
+    ``growth`` x ``unit`` (loose cuts). The rest of the head column is never reached, nor (unless
+    ``carve_hands_feet`` is off) the hands' and feet's capsules. The legs are ``leg_width`` times as wide
+    as their capsules (:data:`BARE_LEG_WIDTH`: the legs themselves).
     """
     arms = shapes.arms["right"] + shapes.arms["left"]
     legs = _legs(shapes, leg_width)
     if category is GarmentCategory.UPPER_BODY:
-        reach = draw_polygons(frame, shapes.torso, shapes.pelvis) | draw_capsules(frame, arms)
+        reach = draw_polygons(frame, shapes.torso, shapes.pelvis, *shapes.shoulder_tops)
+        reach |= draw_capsules(frame, arms)
         reach &= ~draw_polygons(frame, shapes.below_mid_thigh)
     elif category is GarmentCategory.LOWER_BODY:
         reach = draw_polygons(frame, shapes.pelvis) | draw_capsules(frame, legs)
         reach &= draw_polygons(frame, shapes.below_high_waist)
     else:
-        reach = draw_polygons(frame, shapes.torso, shapes.pelvis, shapes.skirt) | draw_capsules(
-            frame, arms + legs
-        )
+        reach = draw_polygons(frame, shapes.torso, shapes.pelvis, shapes.skirt, *shapes.shoulder_tops)
+        reach |= draw_capsules(frame, arms + legs)
     radius = max(1, round(growth * shapes.unit * frame.scale))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     reach = cv2.dilate(reach.view(np.uint8), kernel).view(np.bool_)
-    reach &= ~draw_polygons(frame, shapes.head)
+    # The head column is never reached, but the shoulders' tops in it are (a high neckline's yoke; and a
+    # worn one there is on the body, not standing off it).
+    reach &= ~(draw_polygons(frame, shapes.head) & ~draw_polygons(frame, *shapes.shoulder_tops))
     if not carve_hands_feet:
         return reach
     hands_feet = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"]) | draw_feet(frame, shapes)

@@ -801,11 +801,12 @@ def _dress_narrowing(
     hips: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
     silhouette: npt.NDArray[np.bool_] | None,
 ) -> float:
-    """How much narrower than the shoulders give it a dress too long for the body is placed (1: not).
+    """The factor (<= 1) by which a dress too long for the body is placed narrower than its shoulders
+    would make it (1: not narrowed).
 
     Its width comes from the shoulders and its hem stops at the ankles; a long, slim dress on a short or
     broad person would then be squashed vertically by as much as 0.57, and its print with it (a tartan
-    matched 3-11 features instead of 85, bench/eval_lite.py). Narrowed until the squash is within
+    matched 3-11 features, narrowed 66-87, bench/eval_lite.py). Narrowed until the squash is within
     :data:`VERTICAL_SCALE_RANGE`, it fits the body's length at its own proportions, as a shorter dress of
     the same cut would; but never narrower than the body's hips (joints spread by :data:`HIP_OUTSET`) at
     the dress's row that lands on them: the fabric there stretches round the body, whatever the photo.

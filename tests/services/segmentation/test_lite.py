@@ -106,7 +106,8 @@ def test_a_dress_may_reach_around_the_hands_when_they_are_not_carved() -> None:
     kept = category_reach(shapes, GarmentCategory.DRESS, frame, carve_hands_feet=False)
     assert not (carved & hands).any()
     assert (kept & hands).sum() > 0.5 * hands.sum()
-    assert not (kept & draw_polygons(frame, shapes.head) & ~hands).any()
+    head = draw_polygons(frame, shapes.head) & ~draw_polygons(frame, *shapes.shoulder_tops)
+    assert not (kept & head & ~hands).any()
 
 
 def test_a_long_sleeve_in_shadow_by_the_hips_is_the_worn_top() -> None:
@@ -171,6 +172,10 @@ def test_a_crew_necks_shoulder_tops_are_the_worn_top(shoulders: str) -> None:
     assert covered > 0.8 if shoulders == "covered" else covered < 0.05
     excluded = category_regions(shapes, GarmentCategory.UPPER_BODY, frame).excluded
     assert not (excluded & shoulder_tops).any()
+    # On the body, where a new garment may reach: a worn yoke there is not backdrop-filled as if it stood
+    # off the body (at the torso's top edge it was, in dashes, from the outline's coarser raster).
+    outline = body_outline(shapes, GarmentCategory.UPPER_BODY, frame, OFF_BODY_GROWTH)
+    assert outline[shoulder_tops].all()
 
 
 def test_bare_legs_under_a_skirt_are_legs_not_the_room_left_for_trousers() -> None:
