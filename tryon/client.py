@@ -132,6 +132,9 @@ RECONNECT_BACKOFF_MAX_MS = 1_000
 #: Backoff of RESOURCE_EXHAUSTED retries: doubles from the first value up to the second (seconds), each
 #: wait drawn from [half, all] of it ("equal jitter"), at least the server's retry-after hint.
 OVERLOAD_BACKOFF_S = (0.05, 2.0)
+#: A refused call is retried only when at least this much of its deadline would be left after the wait: a
+#: retry with less ends in DEADLINE_EXCEEDED on a busy machine, hiding that the stage was at capacity.
+RETRY_MIN_BUDGET_S = 0.1
 
 #: "field: message", as the stage servers write INVALID_ARGUMENT details (runtime.describe_input_error).
 _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
@@ -264,8 +267,8 @@ class StageClient(Generic[In, Out]):
             try:
                 return getattr(self.stub, method)(request, timeout=max(0.001, deadline - time.monotonic()))
             except grpc.RpcError as error:
-                wait = _overload_wait(error, backoff)
-                if wait is None or time.monotonic() + wait >= deadline:
+                wait = _retry_wait(error, backoff, deadline)
+                if wait is None:
                     raise self._error(error) from error
                 time.sleep(wait)
                 backoff = min(backoff * 2, OVERLOAD_BACKOFF_S[1])
@@ -284,8 +287,8 @@ class StageClient(Generic[In, Out]):
                     yield message
                 return
             except grpc.RpcError as error:
-                wait = None if received else _overload_wait(error, backoff)
-                if wait is None or time.monotonic() + wait >= deadline:
+                wait = None if received else _retry_wait(error, backoff, deadline)
+                if wait is None:
                     raise self._error(error) from error
             finally:
                 call.cancel()  # a no-op once the stream has ended; frees the server if we stopped reading
@@ -303,6 +306,16 @@ class StageClient(Generic[In, Out]):
         if code is grpc.StatusCode.FAILED_PRECONDITION:
             return ModelUnavailableError(details)
         return RemoteStageError(self.stage, code, details)
+
+
+def _retry_wait(error: grpc.RpcError, backoff: float, deadline: float) -> float | None:
+    """Seconds to wait before retrying ``error`` (see :func:`_overload_wait`), or None when it is not to be
+    retried: not a refusal, or too little of the call's ``deadline`` (monotonic) would be left after the
+    wait (:data:`RETRY_MIN_BUDGET_S`)."""
+    wait = _overload_wait(error, backoff)
+    if wait is None or time.monotonic() + wait + RETRY_MIN_BUDGET_S >= deadline:
+        return None
+    return wait
 
 
 def _overload_wait(error: grpc.RpcError, backoff: float) -> float | None:

@@ -277,6 +277,29 @@ def test_refusals_end_at_the_calls_deadline(fake: FakeServer) -> None:
     assert len(fake.stage.requests) >= 3
 
 
+class _Refusal(grpc.RpcError):
+    """A stage's "at capacity" refusal as the client sees it: RESOURCE_EXHAUSTED with the retry hint."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def details(self) -> str:
+        return "blend is at capacity"
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("retry-after-ms", "50"),)
+
+
+def test_a_refusal_is_not_retried_into_the_deadline() -> None:
+    """A retry with only a few milliseconds of its deadline left ended in DEADLINE_EXCEEDED on a busy
+    machine, so the caller learnt of a timeout, not that the stage was at capacity (seen in CI)."""
+    now = time.monotonic()
+    backoff = client_module.OVERLOAD_BACKOFF_S[0]
+    assert client_module._retry_wait(_Refusal(), backoff, now + 5.0) is not None
+    # The wait is at most 50 ms; after it less than RETRY_MIN_BUDGET_S (0.1 s) would be left.
+    assert client_module._retry_wait(_Refusal(), backoff, now + 0.12) is None
+
+
 def test_every_caller_of_a_saturated_stage_gets_through() -> None:
     """One slot, no queue, 50 ms per call: without retries 7 of 8 concurrent callers were refused."""
     backend = EchoBackend(delay_s=0.05)
