@@ -65,6 +65,18 @@ SKIN_COLOUR_SAMPLES = 4000
 #: distance of the person's skin colour's and its luminance within this range of that colour's.
 SKIN_CHROMA_DISTANCE = 10.0
 SKIN_LUMA_RANGE = (0.6, 1.3)
+#: The painted skin's texture (:func:`person_skin_grain`): windows this wide (px at the photo's size), the
+#: quantile of their detail's standard deviation taken as the skin's own texture level, at most this many
+#: windows; the unit noise it scales (:func:`_grain_noise`).
+GRAIN_WINDOW = 9
+GRAIN_QUANTILE = 0.1
+GRAIN_SAMPLES = 400
+_GRAIN_TILE = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+#: Painted skin is shaded like a rounded body (:func:`body_roundness`): this much darker at the body's
+#: outline than at its middle (a cylinder lit from the camera's side with a soft fill), smoothed over this
+#: many pixels (at the fill resolution) so the rows' runs do not show.
+ROUNDNESS_DEPTH = 0.25
+ROUNDNESS_SMOOTHING = 2.0
 #: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
 #: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
 FILL_GUARD = 2
@@ -115,7 +127,12 @@ class LiteInpaint:
         replace_box = mask_kinds.replace_region(values_box)
         if replace_box.any():
             # The person's skin is read from the whole photo: the face is often outside the mask's box.
-            fill = fill_by_kind(person_box, values_box, skin_colour=person_skin_colour(person, values))
+            fill = fill_by_kind(
+                person_box,
+                values_box,
+                skin_colour=person_skin_colour(person, values),
+                skin_grain=person_skin_grain(person, values),
+            )
         else:
             fill = person_box.astype(np.float32)
         report_progress(1, LITE_STEPS)
@@ -153,8 +170,43 @@ def person_skin_colour(person: RGBImage, values: npt.NDArray[np.uint8]) -> Float
     return np.median(person[rows[::step], columns[::step]], axis=0).astype(np.float32)
 
 
+def person_skin_grain(person: RGBImage, values: npt.NDArray[np.uint8]) -> float:
+    """The fine texture of the person's visible skin (:data:`tryon.vision.mask_kinds.SKIN_SOURCE`): the
+    standard deviation of its luminance detail (each pixel less its 3 x 3 mean) in small windows, taken
+    where that skin is smoothest (the :data:`GRAIN_QUANTILE` of the windows: pores and noise, not stubble,
+    eyelashes or the face's outline); 0 when the mask marks too little skin. Measured on at most
+    :data:`GRAIN_SAMPLES` windows spread over that skin."""
+    height, width = values.shape
+    radius = GRAIN_WINDOW // 2
+    # Window centres on every other row and column: a quarter of the pixels to search, as many windows.
+    centres = values[radius : height - radius : 2, radius : width - radius : 2] == mask_kinds.SKIN_SOURCE
+    rows, columns = np.nonzero(centres)
+    if 4 * len(rows) < SKIN_COLOUR_MIN_PIXELS:
+        return 0.0
+    step = max(1, len(rows) // GRAIN_SAMPLES)
+    rows, columns = 2 * rows[::step] + radius, 2 * columns[::step] + radius
+    offsets = np.arange(-radius, radius + 1)
+    windows = person[
+        rows[:, None, None] + offsets[None, :, None], columns[:, None, None] + offsets[None, None, :]
+    ].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (n, w, w) luminance
+    size = GRAIN_WINDOW
+    means = sum(windows[:, i : size - 2 + i, j : size - 2 + j] for i in range(3) for j in range(3)) / 9.0
+    detail = windows[:, 1:-1, 1:-1] - means
+    return float(np.quantile(detail.reshape(len(rows), -1).std(axis=1), GRAIN_QUANTILE))
+
+
+def _grain_noise(height: int, width: int) -> FloatImage:
+    """Unit white noise of the given size: a fixed seeded tile repeated (its period is far beyond what a
+    grain this faint lets anyone see), so the backend stays deterministic and cheap."""
+    reps = (-(-height // _GRAIN_TILE.shape[0]), -(-width // _GRAIN_TILE.shape[1]))
+    return np.tile(_GRAIN_TILE, reps)[:height, :width]
+
+
 def fill_by_kind(
-    person: RGBImage, values: npt.NDArray[np.uint8], skin_colour: FloatImage | None = None
+    person: RGBImage,
+    values: npt.NDArray[np.uint8],
+    skin_colour: FloatImage | None = None,
+    skin_grain: float = 0.0,
 ) -> FloatImage:
     """What lies under the garment being replaced, each pixel from one kind of surface (float32 RGB).
 
@@ -164,7 +216,9 @@ def fill_by_kind(
     - "nearest": the colour of the nearest pixel outside the replaced region (background beside the body);
     - "skin": the person's skin (``skin_colour``, from their face, neck and hands; else the skin-coloured
       pixels around the mask), toned like the bare skin beside the mask and shaded by the photo's
-      luminance at a low frequency only (:func:`_skin_fill`); "nearest" when no skin shows anywhere;
+      luminance at a low frequency only (:func:`_skin_fill`), with white luminance noise of standard
+      deviation ``skin_grain`` (the photo's skin texture, :func:`person_skin_grain`); "nearest" when no
+      skin shows anywhere;
     - "below": the first pixel below it outside the replaced region, in the same column (the trousers
       continued upwards under a top shorter than the old one);
     - "off body": the colour of the nearest backdrop pixel (the old garment stood off the body: a skirt's
@@ -202,7 +256,7 @@ def fill_by_kind(
     off_body_kind = unknown & (kind_values == mask_kinds.REPLACE_OFF_BODY)
     if off_body_kind.any():
         # Behind a garment standing off the body is the backdrop: copied from the nearest backdrop pixel.
-        backdrop_sources = ~unknown & (small_values == mask_kinds.BACKDROP)
+        backdrop_sources = ~unknown & mask_kinds.backdrop_region(small_values)
         if backdrop_sources.sum() >= SKIN_MIN_SOURCES:
             rows, columns = _nearest_source(unknown, backdrop_sources)
             fill[off_body_kind] = small_person[rows[off_body_kind], columns[off_body_kind]]
@@ -232,6 +286,20 @@ def fill_by_kind(
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
     # Outside the replaced region the photo itself, at full resolution.
     result = np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
+    if skin is not None and skin_grain > 0:
+        # The photo's own fine texture (sensor noise, pores) on the painted skin, which would read as
+        # painted flat without it: luminance noise of the person's skin texture level, deterministic. Only
+        # over the painted pixels' bounding box: a full-frame pass costs as much as the fill itself.
+        small_rows, small_columns = _bounding_box(skin_kind, margin=1)
+        box = (
+            slice(small_rows.start * height // small_height, -(-small_rows.stop * height // small_height)),
+            slice(small_columns.start * width // small_width, -(-small_columns.stop * width // small_width)),
+        )
+        painted = replaced[box] & (
+            cv2.resize(skin_kind.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)[box] > 0
+        )
+        grain = _grain_noise(*painted.shape) * (painted * np.float32(skin_grain))
+        result[box] += grain[..., None]
     if skin is not None and skin.bare.any():
         # The skin the old garment left bare (a neckline, a gap) is the photo's own, at full resolution,
         # faded into the fill around it; only pixels that are skin themselves, so the old garment's thin
@@ -273,7 +341,7 @@ def _skin_fill(
     person = small_person.astype(np.float32)
     known = ~unknown
     # The person around the mask (the backdrop, however skin-coloured, is no skin).
-    around = known & (small_values != mask_kinds.BACKDROP)
+    around = known & ~mask_kinds.backdrop_region(small_values)
     if skin_colour is None:
         # No face, neck or hands to learn from: skin-coloured pixels on the body around the garment (bare
         # arms, shoulders), where hair or a beige backdrop cannot be; else any in the box.
@@ -299,12 +367,39 @@ def _skin_fill(
     long_side = max(small_person.shape[:2])
     sigma = SKIN_LOCAL_SIGMA * long_side
     weight = sources.astype(np.float32)
-    weighted = cv2.GaussianBlur(person * weight[..., None], (0, 0), sigma)
+    roundness = body_roundness(small_values)[..., None]
+    # The sources' colour without the body's roundness (their albedo), averaged, then shaded again where
+    # the fill lies: skin painted by a torso's side is darker than at its middle, as the skin around is.
+    weighted = cv2.GaussianBlur(person / roundness * weight[..., None], (0, 0), sigma)
     density = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
     local = (weighted + SKIN_PRIOR_WEIGHT * colour) / (density + SKIN_PRIOR_WEIGHT)
     low, high = SKIN_LOCAL_RANGE
-    local = np.clip(local, low * colour, high * colour)
+    local = np.clip(local, low * colour, high * colour) * roundness
     return SkinFill(fill=local, bare=bare, colour=colour)
+
+
+def body_roundness(values: npt.NDArray[np.uint8]) -> FloatImage:
+    """How much of the light a rounded body turns towards the camera, per pixel: 1 at the middle of each
+    row's run of the body (the clothing mask's pixels that are neither backdrop nor old garment standing
+    off the body), falling to ``1 - ROUNDNESS_DEPTH`` at its outline, as a cylinder's cross-section lit
+    from the front with a soft fill (``1 - depth * (1 - cos)``); 1 where a run reaches the frame's side
+    (its outline is not seen)."""
+    body = ~mask_kinds.backdrop_region(values) & (values != mask_kinds.REPLACE_OFF_BODY)
+    width = body.shape[1]
+    columns = np.arange(width, dtype=np.int32)
+    left = np.zeros_like(body)
+    left[:, 1:] = body[:, :-1]
+    right = np.zeros_like(body)
+    right[:, :-1] = body[:, 1:]
+    # Each body pixel's run: the last run start at or before it, the first run end at or after it.
+    start = np.maximum.accumulate(np.where(body & ~left, columns, -1), axis=1)
+    stop = np.minimum.accumulate(np.where(body & ~right, columns + 1, width + 1)[:, ::-1], axis=1)[:, ::-1]
+    half = 0.5 * (stop - start).astype(np.float32)
+    u = (columns + 0.5 - start - half) / np.maximum(half, 1.0)
+    round_body = body & (start > 0) & (stop < width) & (stop - start >= 3)
+    depth = np.float32(ROUNDNESS_DEPTH) * (1.0 - np.sqrt(np.maximum(1.0 - u * u, 0.0)))
+    roundness = np.where(round_body, 1.0 - depth, 1.0).astype(np.float32)
+    return cv2.GaussianBlur(roundness, (0, 0), ROUNDNESS_SMOOTHING)
 
 
 def _close_to_skin(rgb: RGBImage, colour: FloatImage) -> npt.NDArray[np.bool_]:

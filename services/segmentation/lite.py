@@ -105,6 +105,10 @@ CLOTHING_GROWTH = 0.006
 #: Worn garment farther than this many body units (~ shoulder widths) from the category's body regions
 #: (torso, pelvis, leg and arm capsules) stands off the body: the backdrop is behind it.
 OFF_BODY_GROWTH = 0.06
+#: The person's outline (selfie segmentation at a quarter of the photo, upsampled) runs a few pixels
+#: inside the worn garment's own edge: a band this wide (fraction of the long side) of backdrop beside the
+#: replaced garment is refilled from the backdrop too, or the old garment's edge stays as a dark rim.
+GARMENT_RIM = 0.005
 #: A worn garment covering more than this share of the torso just below the highest waistband continues
 #: above it (a dress, a long top), see :func:`_continues_above_high_waist`.
 CONTINUING_GARMENT_SHARE = 0.6
@@ -352,6 +356,7 @@ class LiteSegmentation:
         reach &= ~replace & ~face_mask & ~(regions.excluded & person_mask)
         clothing = np.zeros((height, width), np.uint8)
         clothing[reach] = mask_kinds.MAY_COVER
+        clothing[reach & ~person_mask] = mask_kinds.MAY_COVER_BACKDROP
         clothing[replace] = mask_kinds.REPLACE_NEAREST
         clothing[replace & skin_underneath(shapes, category, full)] = mask_kinds.REPLACE_SKIN
         clothing[replace & regions.arms] = mask_kinds.REPLACE_LIMB
@@ -367,6 +372,11 @@ class LiteSegmentation:
         # A collar below the chin is on the neck (not in the garment's reach): skin is under it, see above.
         off_body = replace & ~(resize_mask(near_body, height, width) > 0.5) & ~regions.arms & ~regions.neck
         clothing[off_body] = mask_kinds.REPLACE_OFF_BODY
+        rim_size = 2 * round(GARMENT_RIM * max(height, width)) + 1
+        rim = cv2.dilate(
+            replace.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rim_size, rim_size))
+        ).astype(bool)
+        clothing[rim & ~person_mask & ~face_mask] = mask_kinds.REPLACE_OFF_BODY
         clothing[~person_mask & (clothing == 0)] = mask_kinds.BACKDROP
         # The person's own skin, where it shows and is not edited: the lite inpainter's colour for bare
         # skin the new garment leaves uncovered (never the old garment's pixels).

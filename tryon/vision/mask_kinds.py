@@ -13,6 +13,8 @@ Every consumer reads ``clothing_mask > 127`` as the region to edit; the lite sta
   (:data:`BACKDROP`, the photo's pixels outside the person) shows through once the old garment is gone.
 - :data:`MAY_COVER`: the body around it, where the new garment may reach (longer than the old one, new
   sleeves along the arms). Where the new garment does not cover it the photo stays as it is.
+  :data:`MAY_COVER_BACKDROP` is the same reach over the backdrop beside the body (a wider cut): edited
+  alike, and a backdrop pixel to the lite inpainter (a source for the backdrop, never for skin).
 - :data:`BACKDROP` (below :data:`EDIT_MIN`, so not edited): the photo's background, the source the lite
   inpainter fills off-body pixels from.
 - :data:`SKIN_SOURCE` (below :data:`EDIT_MIN`, so not edited): the person's own visible skin outside the
@@ -32,6 +34,7 @@ REPLACE_LIMB = 244
 REPLACE_BELOW = 240
 REPLACE_MIN = 240
 MAY_COVER = 160
+MAY_COVER_BACKDROP = 144
 EDIT_MIN = 128
 BACKDROP = 16
 SKIN_SOURCE = 48
@@ -52,3 +55,8 @@ def body_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
 
 def edit_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     return mask >= EDIT_MIN
+
+
+def backdrop_region(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """The photo's background outside the person (edited or not), as far as the clothing mask tells."""
+    return (mask == BACKDROP) | (mask == MAY_COVER_BACKDROP)

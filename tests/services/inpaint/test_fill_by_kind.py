@@ -123,3 +123,28 @@ def test_skin_copied_from_two_sides_meets_without_a_seam() -> None:
     assert steps.max() < 6  # a gradient from one side's skin to the other's, no seam
     np.testing.assert_allclose(row[0], lit, atol=25)
     np.testing.assert_allclose(row[-1], shaded, atol=25)
+
+
+def test_the_old_garments_rim_beyond_the_body_takes_the_backdrop_beside_it() -> None:
+    """The old top's edge stands a few pixels beyond the person's outline (off the body, in the new
+    garment's reach): it is refilled from the backdrop right beside it, in the reach too, not from the
+    farther backdrop (a studio's vignetting makes that darker) nor from the person."""
+    near, far = (236, 232, 226), (150, 150, 160)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = far
+    person[30:370, 30:270] = near  # the lit backdrop around the body
+    person[60:340, 100:200] = OLD  # the old top, its rim included
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[30:370, 30:270] = mask_kinds.MAY_COVER_BACKDROP
+    mask[60:340, 100:200] = mask_kinds.REPLACE_SKIN
+    mask[60:340, 100:106] = mask_kinds.REPLACE_OFF_BODY  # the rim beyond the body's outline
+    mask[60:340, 194:200] = mask_kinds.REPLACE_OFF_BODY
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[60:340, 110:190] = (*NEW, 255)  # a narrower garment: the rim is uncovered
+    result = (
+        LiteInpaint()
+        .run(InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person))
+        .image
+    )
+    for columns in (slice(101, 105), slice(195, 199)):
+        np.testing.assert_allclose(_mean(result, slice(80, 320), columns), near, atol=8)

@@ -8,6 +8,7 @@ nearby (a beige backdrop, skin darkened by a mesh sleeve), and not the old garme
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from skimage.color import deltaE_ciede2000, rgb2lab
@@ -162,3 +163,47 @@ def test_skin_the_old_garment_left_bare_stays_the_photos_and_its_straps_go() -> 
     # The strap is gone: every pixel where it was, and beside it, is skin, not a darker trace of it.
     strap = result[115:200, 124:136].astype(np.int32)
     assert np.abs(strap - np.array(SKIN)).max() < 14
+
+
+@pytest.mark.parametrize("texture", [0.0, 3.0, 8.0])
+def test_painted_skin_has_the_photos_skin_texture(texture: float) -> None:
+    """Skin painted where the old top was carries the fine texture of the person's own skin (noise, pores):
+    flat paint next to a textured face reads as a plate; a flat (synthetic) face gets flat paint."""
+    rng = np.random.default_rng(3)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    face = np.array(SKIN, np.float32) + texture * rng.standard_normal((90, 80, 1)).astype(np.float32)
+    person[20:110, 140:220] = np.clip(face + 0.5, 0, 255).astype(np.uint8)
+    person[110:330, 90:270] = OLD
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:110, 140:220] = mask_kinds.SKIN_SOURCE
+    mask[110:330, 90:270] = mask_kinds.REPLACE_SKIN
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[280:330, 90:270] = (*NEW, 255)  # the chest above is bare
+    chest = _run(person, mask, garment)[150:250, 120:240].astype(np.float32)
+    detail = chest - np.stack([cv2.GaussianBlur(chest[..., c], (0, 0), 1.5) for c in range(3)], axis=-1)
+    measured = float(detail.mean(axis=2).std())
+    red = face[..., 0]
+    expected = float((red - cv2.GaussianBlur(red, (0, 0), 1.5)).std())
+    assert expected * 0.6 - 0.6 <= measured <= expected * 1.4 + 0.6, (measured, expected)
+    assert _delta_e(chest.reshape(-1, 3).mean(axis=0), SKIN) < 3  # the texture does not shift the colour
+
+
+def test_painted_skin_is_shaded_like_a_rounded_body() -> None:
+    """A bare torso painted where a wide old top was: darker towards the body's outline than at its middle
+    (the body turns away from the light there), evenly on both sides; its middle the person's skin."""
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[20:110, 150:210] = SKIN  # the face and neck
+    person[110:330, 60:300] = OLD  # the old top over the torso, outline to outline
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:110, 150:210] = mask_kinds.SKIN_SOURCE
+    mask[110:330, 60:300] = mask_kinds.REPLACE_SKIN
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[290:330, 60:300] = (*NEW, 255)  # a crop top far below: the torso above is bare
+    result = _run(person, mask, garment).astype(np.float32)
+    luminance = result[160:260].mean(axis=(0, 2))
+    middle, left, right = luminance[170:190].mean(), luminance[64:74].mean(), luminance[286:296].mean()
+    assert left < 0.9 * middle and right < 0.9 * middle, (left, middle, right)
+    assert abs(left - right) < 0.03 * middle
+    assert _delta_e(result[160:260, 170:190].reshape(-1, 3).mean(axis=0), SKIN) < 6

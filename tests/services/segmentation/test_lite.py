@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -29,7 +30,12 @@ from services.segmentation.body import (
     skin_underneath,
 )
 from services.segmentation.garment import GENERIC_SKIN_MODEL, estimate_garment, fit_skin_model
-from services.segmentation.lite import OFF_BODY_GROWTH, LiteSegmentation, _continues_above_high_waist
+from services.segmentation.lite import (
+    GARMENT_RIM,
+    OFF_BODY_GROWTH,
+    LiteSegmentation,
+    _continues_above_high_waist,
+)
 from tests.imagegen import person_photo
 from tryon.types import (
     KP,
@@ -45,6 +51,7 @@ from tryon.types import (
 from tryon.vision.mask_kinds import (
     BACKDROP,
     MAY_COVER,
+    MAY_COVER_BACKDROP,
     REPLACE_BELOW,
     REPLACE_LIMB,
     REPLACE_NEAREST,
@@ -371,7 +378,7 @@ def test_outputs_are_binary_masks_and_a_label_map_at_the_photo_size(outputs: dic
         for mask in (output.face_mask, output.person_mask):
             assert set(np.unique(mask).tolist()) <= {0, 255}
         kinds = {0, BACKDROP, MAY_COVER, REPLACE_NEAREST, REPLACE_OFF_BODY, REPLACE_SKIN, REPLACE_LIMB}
-        kinds |= {REPLACE_BELOW, SKIN_SOURCE}
+        kinds |= {REPLACE_BELOW, SKIN_SOURCE, MAY_COVER_BACKDROP}
         assert set(np.unique(output.clothing_mask).tolist()) <= kinds
         assert output.label_map.shape == (SIZE, SIZE) and output.label_map.dtype == np.uint8
         assert int(output.label_map.max()) < len(ClothesLabel)
@@ -386,13 +393,38 @@ def test_person_mask_covers_the_astronaut(outputs: dict, keypoints: Keypoints) -
     assert not person[:300, :60].any()  # the flag at the left edge
 
 
+def _grown(mask: np.ndarray, radius: int) -> np.ndarray:
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), disc).astype(bool)
+
+
 def test_clothing_mask_is_inside_the_person_and_off_the_face(outputs: dict) -> None:
+    """Inside the person but for the worn garment's rim just outside their outline, which is off the body
+    (refilled from the backdrop)."""
+    rim = round(GARMENT_RIM * SIZE)
     for category, output in outputs.items():
         clothing = replace_region(output.clothing_mask)
         person, face = output.person_mask > 0, output.face_mask > 0
         assert clothing.any(), category
-        assert not np.any(clothing & ~person), category
+        outside = clothing & ~person
+        assert not np.any(outside & ~_grown(clothing & person, rim)), category
+        assert np.all(output.clothing_mask[outside] == REPLACE_OFF_BODY), category
         assert not np.any((output.clothing_mask > 127) & face), category
+
+
+def test_the_worn_garments_edge_outside_the_person_outline_is_replaced(
+    astronaut: np.ndarray, outputs: dict
+) -> None:
+    """The person's outline (a low-resolution model's, upsampled) runs a few pixels inside the suit's own
+    edge: the suit-coloured pixels there are replaced too, or they stay as an orange rim around the new
+    garment."""
+    output = outputs[GarmentCategory.UPPER_BODY]
+    clothing, person = replace_region(output.clothing_mask), output.person_mask > 0
+    suit = np.median(astronaut[clothing & person], axis=0)
+    suit_like = np.linalg.norm(astronaut.astype(np.float32) - suit, axis=2) < 60
+    edge = suit_like & ~person & _grown(clothing & person, round(GARMENT_RIM * SIZE))
+    assert edge.sum() > 100  # the rim exists on this photo
+    assert (edge & clothing).sum() >= 0.95 * edge.sum()
 
 
 def test_upper_body_mask_is_the_suit_below_the_head(outputs: dict, keypoints: Keypoints) -> None:
@@ -414,9 +446,13 @@ def test_upper_body_mask_is_the_suit_below_the_head(outputs: dict, keypoints: Ke
 
 def test_the_body_around_the_worn_garment_may_be_covered(outputs: dict, keypoints: Keypoints) -> None:
     values = outputs[GarmentCategory.UPPER_BODY].clothing_mask
-    may_cover = values == MAY_COVER
+    person = outputs[GarmentCategory.UPPER_BODY].person_mask > 0
+    may_cover = (values == MAY_COVER) | (values == MAY_COVER_BACKDROP)
     # Around the suit (a new, looser or longer garment may reach there) but never on the face.
     assert may_cover.sum() > 0.05 * replace_region(values).sum()
+    # The reach over the backdrop says so (the lite inpainter's backdrop, never its skin), on the body not.
+    assert np.array_equal(values == MAY_COVER_BACKDROP, may_cover & ~person)
+    assert (values == MAY_COVER_BACKDROP).sum() > 0.2 * may_cover.sum()
     assert not may_cover[outputs[GarmentCategory.UPPER_BODY].face_mask > 0].any()
     assert not _at(may_cover | replace_region(values), keypoints, "nose")
 
