@@ -123,6 +123,36 @@ def test_the_photos_folds_shade_the_garment(
     assert float(correlation[0, 1]) > 0.5
 
 
+@pytest.mark.parametrize("pattern", ["check", "lettering"])
+def test_the_old_garments_pattern_does_not_shade_the_new_one(backend: LiteInpaint, pattern: str) -> None:
+    """An old garment with a bold pattern (a check, big letters) under a plain new one: the pattern is the
+    old garment's, not light and shadow, and must not show through the new garment as blotches."""
+    size = 1024
+    rows, columns = np.mgrid[0:size, 0:size]
+    fold = 1.0 + 0.12 * np.sin(columns / 90.0)  # and a slow ramp of light across the garment
+    if pattern == "check":
+        paint = np.where(((rows // 28) + (columns // 28)) % 2 == 0, 230.0, 60.0)
+    else:
+        paint = np.full((size, size), 225.0)
+        for top in range(300, 700, 110):  # rows of thick black letters
+            for left in range(250, 750, 70):
+                paint[top : top + 70, left : left + 14] = 25.0
+                paint[top : top + 14, left : left + 45] = 25.0
+    person = np.clip(np.stack([paint * fold] * 3, axis=-1), 0, 255).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[200:800, 200:800] = 255
+    garment = np.zeros((size, size, 4), np.uint8)
+    garment[200:800, 200:800] = (*GARMENT_RGB, 255)
+    output = backend.run(
+        InpaintInput(person=person, clothing_mask=mask, warped_garment=garment, pose_image=person)
+    ).image
+    inner = (slice(260, 740), slice(260, 740))
+    luminance = cv2.cvtColor(output, cv2.COLOR_RGB2GRAY).astype(np.float64)[inner]
+    # Blotches: detail finer than the fold. The plain garment shows (almost) none.
+    blotches = luminance - cv2.GaussianBlur(luminance, (0, 0), 25)
+    assert blotches.std() < 1.0, blotches.std()  # ~1.7 (check) and ~2.4 (letters) when it leaked
+
+
 def test_mask_pixels_the_garment_does_not_cover_no_longer_show_the_old_garment(
     output: np.ndarray, person: np.ndarray, clothing_mask: np.ndarray, warped_garment: np.ndarray
 ) -> None:
