@@ -112,6 +112,10 @@ GARMENT_RIM = 0.005
 #: A worn garment covering more than this share of the torso just below the highest waistband continues
 #: above it (a dress, a long top), see :func:`_continues_above_high_waist`.
 CONTINUING_GARMENT_SHARE = 0.6
+#: A hand keeps this margin (fraction of the long side) of its skin-coloured pixels in front of the new
+#: garment; a hand capsule with less than this share of skin-coloured pixels is kept whole.
+HAND_MARGIN = 0.004
+HAND_MIN_SKIN = 0.15
 WARMUP_SIZE = (256, 192)
 #: FaceMesh cheek and nose-bridge points: skin, away from eyes, brows, lips and hair.
 FACE_SKIN_POINTS = (50, 280, 101, 330, 205, 425, 6, 197)
@@ -257,6 +261,56 @@ def _continues_above_high_waist(garment: BoolMask, person_mask: BoolMask, shapes
     return float((small_garment & body).sum()) > CONTINUING_GARMENT_SHARE * float(body.sum())
 
 
+def garment_beside_the_hands(
+    person: RGBImage,
+    shapes: BodyShapes,
+    frame: Frame,
+    skin_model: SkinModel,
+    replace: BoolMask,
+    allowed: BoolMask,
+) -> BoolMask:
+    """The worn garment inside the hands' capsules: what is not the hand itself there (a pocket the hand is
+    in, the trousers or skirt beside a hand resting on the thigh, a sleeve's cuff), where it continues the
+    replaced region. The capsules are drawn from the hand landmarks and are wider than the hand: carving
+    all of them out of the garment left a patch of the old garment around every hand by the body.
+
+    The hand is the pixels of the person's skin colour (``skin_model``, at the photo's resolution) with a
+    margin of :data:`HAND_MARGIN` of the long side, so its antialiased outline stays the photo's; the rest
+    of each capsule that touches ``replace`` (and lies in ``allowed``: the person, not the face) is
+    returned. Hands with no skin colour found keep their whole capsule (a glove, a hand in deep shadow).
+    """
+    height, width = frame.height, frame.width
+    found = np.zeros((height, width), bool)
+    margin = max(1, round(HAND_MARGIN * max(height, width)))
+    head = draw_polygons(frame, shapes.head)
+    for capsules in (shapes.hands["right"], shapes.hands["left"]):
+        capsule = draw_capsules(frame, capsules) & allowed & ~head
+        if not capsule.any():
+            continue
+        top, left, box_height, box_width = _box_of(capsule, margin=margin + 1)
+        box = slice(top, top + box_height), slice(left, left + box_width)
+        skin = cv2.morphologyEx(
+            skin_model.mask(person[box]).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
+        )
+        if skin[capsule[box]].mean() < HAND_MIN_SKIN:
+            continue  # no hand of the person's skin colour here: keep the capsule carved out
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        hand = cv2.dilate(skin, disc).astype(bool)
+        beside = capsule[box] & ~hand
+        touching = cv2.dilate(replace[box].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        found[box] |= components_touching(beside, touching)
+    return found
+
+
+def _box_of(mask: BoolMask, *, margin: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of ``mask``'s bounding box grown by ``margin``, inside the frame."""
+    x, y, box_width, box_height = cv2.boundingRect(mask.view(np.uint8))
+    top, left = max(0, y - margin), max(0, x - margin)
+    bottom = min(mask.shape[0], y + box_height + margin)
+    right = min(mask.shape[1], x + box_width + margin)
+    return top, left, bottom - top, right - left
+
+
 def _visible_skin(
     body: PoseLandmarks, shapes: BodyShapes, frame: Frame, face_mask: BoolMask, skin: BoolMask
 ) -> BoolMask:
@@ -342,6 +396,9 @@ class LiteSegmentation:
         # sleeves on the arms included: the lite inpainter fills an uncovered arm with skin).
         replace = regions.target | (regions.band & (garment | skin)) | estimate.grown_garment
         replace &= ~keep_out & ~(regions.arms & ~estimate.grown_garment)
+        replace |= garment_beside_the_hands(
+            person, shapes, full, skin_model, replace, person_mask & ~face_mask
+        )
         lower = category is GarmentCategory.LOWER_BODY
         if lower and _continues_above_high_waist(garment, person_mask, shapes):
             # A dress or a long top, not trousers: new trousers start at a regular waistband, the worn

@@ -35,6 +35,7 @@ from services.segmentation.lite import (
     OFF_BODY_GROWTH,
     LiteSegmentation,
     _continues_above_high_waist,
+    garment_beside_the_hands,
 )
 from tests.imagegen import person_photo
 from tryon.types import (
@@ -259,6 +260,40 @@ def test_the_feet_end_at_the_ankles() -> None:
     assert feet.sum() > 0.5 * capsules[ankle_row:].sum()  # below the ankles the feet are all there
     excluded = category_regions(shapes, GarmentCategory.LOWER_BODY, frame).excluded
     assert not excluded[ankle_row - 12 : ankle_row].any()  # the hems' rows: nothing carved
+
+
+@pytest.mark.parametrize("hand_colour", [(200, 150, 125), (40, 40, 45)])  # bare, gloved
+def test_only_the_hand_is_carved_out_of_its_capsule(hand_colour: tuple[int, int, int]) -> None:
+    """A hand resting on the trousers: the hand stays in front of the new garment, the trousers around it
+    (inside the hand's capsule, which is wider than the hand) are replaced like the rest of them. A gloved
+    hand, not of the person's skin colour, keeps its whole capsule."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    skin = (200, 150, 125)
+    trousers = np.zeros(GEOMETRY_SHAPE, bool)
+    trousers[150:, 80:210] = True
+    photo = np.full((*GEOMETRY_SHAPE, 3), 235, np.uint8)
+    photo[trousers] = (40, 70, 140)
+    capsules = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    hand = np.zeros(GEOMETRY_SHAPE, np.uint8)
+    for wrist, index in ((15, 19), (16, 20)):  # a palm between the wrist and the fingers
+        centre = (points[wrist] + points[index]) / 2
+        cv2.circle(hand, (round(centre[0]), round(centre[1])), 7, 1, -1)
+    hand = hand.astype(bool)
+    assert (hand & ~capsules).sum() == 0 and (capsules & ~hand & trousers).sum() > 200
+    photo[hand] = hand_colour
+    model = fit_skin_model(np.array([skin] * 50, np.uint8))
+    replace = trousers & ~capsules
+    found = garment_beside_the_hands(photo, shapes, frame, model, replace, np.ones(GEOMETRY_SHAPE, bool))
+    if hand_colour != skin:
+        assert not found.any()
+        return
+    assert not (found & hand).any()
+    beside = capsules & trousers & ~hand
+    # All of the trousers in the capsules but a thin margin around the hand.
+    margin = cv2.dilate(hand.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert (found & beside).sum() >= (beside & ~margin).sum()
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
