@@ -75,7 +75,7 @@ GRAIN_QUANTILE = 0.1
 GRAIN_SAMPLES = 400
 _GRAIN_TILE = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
 #: Painted skin is shaded like a rounded body (:func:`body_roundness`): this much darker at the body's
-#: outline than at its middle (a cylinder lit from the camera's side with a soft fill), smoothed over this
+#: outline than at its middle (a cylinder lit from the camera with a soft fill), smoothed over this
 #: many pixels (at the fill resolution) so the rows' runs do not show.
 ROUNDNESS_DEPTH = 0.25
 ROUNDNESS_SMOOTHING = 2.0

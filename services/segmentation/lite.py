@@ -14,7 +14,10 @@ Weight-free and CPU-only (mediapipe's bundled models and OpenCV; no torch). For 
    finds the garment currently worn there (sleeves, a long hem, a collar) from its colours. GrabCut runs on
    a crop of the body region at ~20k pixels (it costs ~1 µs per pixel per iteration); its result is
    snapped to the photo's edges by a guided filter. Skin, hands, feet and the head column are never
-   garment, except a collar below the chin.
+   garment, except a collar below the chin. What is replaced is that garment and the category's region;
+   in a hand's capsule only the hand itself (its skin-coloured pixels) stays carved out
+   (:func:`garment_beside_the_hands`), and a thin rim outside the person's outline, where the garment's
+   own edge still shows, is replaced too (:data:`GARMENT_RIM`).
 5. **Label map.** The 18 Segformer-B2-Clothes labels are filled from these regions (see
    :func:`build_label_map`), so the full backend's consumers can use either.
 
@@ -105,7 +108,7 @@ CLOTHING_GROWTH = 0.006
 #: Worn garment farther than this many body units (~ shoulder widths) from the category's body regions
 #: (torso, pelvis, leg and arm capsules) stands off the body: the backdrop is behind it.
 OFF_BODY_GROWTH = 0.06
-#: The person's outline (selfie segmentation at a quarter of the photo, upsampled) runs a few pixels
+#: The person's outline (selfie segmentation at PERSON_LONG_SIDE, upsampled) runs a few pixels
 #: inside the worn garment's own edge: a band this wide (fraction of the long side) of backdrop beside the
 #: replaced garment is refilled from the backdrop too, or the old garment's edge stays as a dark rim.
 GARMENT_RIM = 0.005
