@@ -59,6 +59,9 @@ SKIN_PRIOR_WEIGHT = 0.05
 #: The local tone stays within this range of the person's skin colour (per channel): a shadow under the
 #: chin or a lit shoulder beside the mask tints the fill, it does not become it.
 SKIN_LOCAL_RANGE = (0.7, 1.2)
+#: Bare skin inside the replaced region (a neckline) of at least this share of the skin to paint sets the
+#: painted skin's tone far from other skin (:func:`_skin_fill`).
+SKIN_BARE_MIN_SHARE = 0.05
 #: Fewer pixels of the person's own skin than this (in the whole photo) give no skin colour.
 SKIN_COLOUR_MIN_PIXELS = 50
 #: At most this many pixels are sampled for the person's skin colour (a median).
@@ -376,11 +379,19 @@ def _skin_fill(
     roundness = body_roundness(small_values)[..., None]
     # The sources' colour without the body's roundness (their albedo), averaged, then shaded again where
     # the fill lies: skin painted by a torso's side is darker than at its middle, as the skin around is.
-    weighted = cv2.GaussianBlur(person / roundness * weight[..., None], (0, 0), sigma)
+    albedo = person / roundness
+    # Far from any bare skin the fill is the skin of the body being painted: the bare skin the old garment
+    # left inside the replaced region (a neckline: the same chest, in the same light), when there is
+    # enough of it; else the person's skin colour. Faces are pinker and darker than a chest in a studio's
+    # light, and painted in the face's colour the chest was a darker plate below its own bare skin.
+    tone = colour
+    if bare.sum() >= SKIN_BARE_MIN_SHARE * skin_kind.sum():
+        tone = np.median(albedo[bare], axis=0).astype(np.float32)
+    weighted = cv2.GaussianBlur(albedo * weight[..., None], (0, 0), sigma)
     density = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
-    local = (weighted + SKIN_PRIOR_WEIGHT * colour) / (density + SKIN_PRIOR_WEIGHT)
+    local = (weighted + SKIN_PRIOR_WEIGHT * tone) / (density + SKIN_PRIOR_WEIGHT)
     low, high = SKIN_LOCAL_RANGE
-    local = np.clip(local, low * colour, high * colour) * roundness
+    local = np.clip(local, low * tone, high * tone) * roundness
     return SkinFill(fill=local, bare=bare, colour=colour)
 
 

@@ -207,3 +207,24 @@ def test_painted_skin_is_shaded_like_a_rounded_body() -> None:
     assert left < 0.9 * middle and right < 0.9 * middle, (left, middle, right)
     assert abs(left - right) < 0.03 * middle
     assert _delta_e(result[160:260, 170:190].reshape(-1, 3).mean(axis=0), SKIN) < 6
+
+
+def test_painted_chest_takes_the_tone_of_the_bare_chest_above_it() -> None:
+    """The old top's scoop neckline shows the person's chest, paler than their face (a face is pinker and
+    in the chin's shadow); the new top is cut lower. The chest painted far below the neckline is that
+    chest's tone, not the face's: painted in the face's colour it was a darker plate under its own skin."""
+    face, chest = (205, 150, 120), (225, 175, 150)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[20:100, 150:210] = face
+    person[100:360, 60:300] = OLD
+    person[100:160, 100:260] = chest  # the old top's wide neckline: bare chest inside the replaced region
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:100, 150:210] = mask_kinds.SKIN_SOURCE
+    mask[100:360, 60:300] = mask_kinds.REPLACE_SKIN
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[330:360, 60:300] = (*NEW, 255)  # a crop top far below: the chest is bare
+    result = _run(person, mask, garment).astype(np.float32)
+    painted = result[250:310, 160:200].reshape(-1, 3).mean(axis=0)  # far from the neckline and the face
+    assert _delta_e(painted, chest) < 5, painted
+    assert _delta_e(painted, face) > _delta_e(painted, chest) + 5
