@@ -56,6 +56,11 @@ SKIN_LOCAL_SIGMA = 0.04
 #: ... weighed against the person's skin colour as if this share of the window were skin of that colour
 #: (far from any bare skin the fill is the person's skin colour).
 SKIN_PRIOR_WEIGHT = 0.05
+#: Next to bare skin the fill continues it: the skin within this window (sigma, fraction of the fill's
+#: long side) gives the tone where it fills at least this share of the window, fading to the wide
+#: window's tone away from it, so painted skin meets kept skin without a step.
+SKIN_NEAR_SIGMA = 0.016
+SKIN_NEAR_DENSITY = 0.15
 #: The local tone stays within this range of the person's skin colour (per channel): a shadow under the
 #: chin or a lit shoulder beside the mask tints the fill, it does not become it.
 SKIN_LOCAL_RANGE = (0.7, 1.2)
@@ -85,6 +90,13 @@ ROUNDNESS_SMOOTHING = 2.0
 #: Pixels next to the mask often still carry the old garment (antialiased segmentation edge); the fill
 #: treats a band this wide (at fill resolution) as unknown too, so it samples from beyond it.
 FILL_GUARD = 2
+#: The kinds of the replaced region painted with skin.
+SKIN_KINDS = (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB)
+#: The painted skin's edge against the other kinds' fill is antialiased by this blur (sigma, photo pixels).
+KIND_EDGE_SIGMA = 0.8
+#: Kept bare skin fades into the painted skin beside it over about twice this (sigma, fraction of the long
+#: side).
+KEPT_SKIN_FADE = 0.004
 #: Shading is computed at this long side (of the whole photo): it is smooth by construction.
 SHADING_LONG_SIDE = 256
 #: Median filter (px at SHADING_LONG_SIDE): removes structures narrower than ~3 px there (~12 px at 1024).
@@ -255,7 +267,7 @@ def fill_by_kind(
     nearest = _nearest_source(unknown, ~unknown)
     fill[unknown] = fill[nearest[0][unknown], nearest[1][unknown]]
 
-    skin_kind = unknown & np.isin(kind_values, (mask_kinds.REPLACE_SKIN, mask_kinds.REPLACE_LIMB))
+    skin_kind = unknown & np.isin(kind_values, SKIN_KINDS)
     skin = None
     if skin_kind.any():
         skin = _skin_fill(small_person, small_values, unknown, skin_kind, skin_colour)
@@ -292,22 +304,28 @@ def fill_by_kind(
         blurred = cv2.GaussianBlur(fill * weight[..., None], (0, 0), FILL_BLUR)
         norm = cv2.GaussianBlur(weight, (0, 0), FILL_BLUR)[..., None]
         fill = np.where(weight[..., None] > 0, blurred / np.maximum(norm, 1e-3), fill)
+    painted = None
+    if skin is not None:
+        # Painted skin and the other kinds are upsampled as two layers and cut along the clothing mask's
+        # own (full-resolution) kind boundary: cut at the fill's resolution, a shoulder painted beside the
+        # backdrop refilled above it had a staircase outline of the fill's pixels.
+        rows, columns = _nearest_source(skin_kind, ~skin_kind)
+        fill[skin_kind] = fill[rows[skin_kind], columns[skin_kind]]
+        painted = replaced & np.isin(values, SKIN_KINDS)
     fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR)
+    skin_layer = None
+    if skin is not None and painted is not None:
+        skin_layer = cv2.resize(skin.fill, (width, height), interpolation=cv2.INTER_LINEAR)
+        edge = cv2.GaussianBlur(painted.astype(np.float32), (0, 0), KIND_EDGE_SIGMA)[..., None]
+        fill += edge * (skin_layer - fill)
     # Outside the replaced region the photo itself, at full resolution.
     result = np.where(replaced[..., None], fill, person.astype(np.float32)).astype(np.float32)
-    if skin is not None and skin_grain > 0:
+    if painted is not None and skin_grain > 0 and painted.any():
         # The photo's own fine texture (sensor noise, pores) on the painted skin, which would read as
         # painted flat without it: luminance noise of the person's skin texture level, deterministic. Only
         # over the painted pixels' bounding box: a full-frame pass costs as much as the fill itself.
-        small_rows, small_columns = _bounding_box(skin_kind, margin=1)
-        box = (
-            slice(small_rows.start * height // small_height, -(-small_rows.stop * height // small_height)),
-            slice(small_columns.start * width // small_width, -(-small_columns.stop * width // small_width)),
-        )
-        painted = replaced[box] & (
-            cv2.resize(skin_kind.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)[box] > 0
-        )
-        grain = _grain_noise(*painted.shape) * (painted * np.float32(skin_grain))
+        box = _bounding_box(painted, margin=0)
+        grain = _grain_noise(*painted[box].shape) * (painted[box] * np.float32(skin_grain))
         result[box] += grain[..., None]
     if skin is not None and skin.bare.any():
         # The skin the old garment left bare (a neckline, a gap) is the photo's own, at full resolution,
@@ -320,6 +338,15 @@ def fill_by_kind(
         share = keep[kept] * _close_to_skin(pixels.reshape(-1, 1, 3), skin.colour).reshape(-1)
         share = share[:, None]
         result[kept] = share * pixels + (1.0 - share) * result[kept]
+    if skin_layer is not None and painted is not None and (small_values == mask_kinds.MAY_COVER_SKIN).any():
+        # The bare skin the segmentation kept (the photo's own) fades into the painted skin beside it over
+        # a few pixels: cut at the old garment's edge, the two met in a visible step (a neckline's outline
+        # drawn on the chest).
+        sigma = KEPT_SKIN_FADE * max(height, width)
+        fade = np.clip(2.0 * cv2.GaussianBlur(painted.astype(np.float32), (0, 0), sigma), 0.0, 1.0)
+        faded = (values == mask_kinds.MAY_COVER_SKIN) & (fade > 0.01)
+        share = fade[faded][:, None]
+        result[faded] = share * skin_layer[faded] + (1.0 - share) * result[faded]
     return result
 
 
@@ -381,15 +408,23 @@ def _skin_fill(
     # the fill lies: skin painted by a torso's side is darker than at its middle, as the skin around is.
     albedo = person / roundness
     # Far from any bare skin the fill is the skin of the body being painted: the bare skin the old garment
-    # left inside the replaced region (a neckline: the same chest, in the same light), when there is
-    # enough of it; else the person's skin colour. Faces are pinker and darker than a chest in a studio's
-    # light, and painted in the face's colour the chest was a darker plate below its own bare skin.
+    # left (a neckline: the same chest, in the same light; the segmentation's kept skin, or skin inside the
+    # replaced region), when there is enough of it; else the person's skin colour. Faces are pinker and
+    # darker than a chest in a studio's light, and painted in the face's colour the chest was a darker
+    # plate below its own bare skin.
+    body_skin = bare | (known & (small_values == mask_kinds.MAY_COVER_SKIN))
     tone = colour
-    if bare.sum() >= SKIN_BARE_MIN_SHARE * skin_kind.sum():
-        tone = np.median(albedo[bare], axis=0).astype(np.float32)
+    if body_skin.sum() >= SKIN_BARE_MIN_SHARE * skin_kind.sum():
+        tone = np.median(albedo[body_skin], axis=0).astype(np.float32)
     weighted = cv2.GaussianBlur(albedo * weight[..., None], (0, 0), sigma)
     density = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
     local = (weighted + SKIN_PRIOR_WEIGHT * tone) / (density + SKIN_PRIOR_WEIGHT)
+    near_sigma = SKIN_NEAR_SIGMA * long_side
+    near_weighted = cv2.GaussianBlur(albedo * weight[..., None], (0, 0), near_sigma)
+    near_density = cv2.GaussianBlur(weight, (0, 0), near_sigma)[..., None]
+    near = near_weighted / np.maximum(near_density, 1e-3)
+    nearness = np.clip(near_density / SKIN_NEAR_DENSITY, 0.0, 1.0)
+    local = nearness * near + (1.0 - nearness) * local
     low, high = SKIN_LOCAL_RANGE
     local = np.clip(local, low * tone, high * tone) * roundness
     return SkinFill(fill=local, bare=bare, colour=colour)

@@ -45,6 +45,7 @@ from services.segmentation.body import (
     Capsule,
     Frame,
     Points,
+    RegionMasks,
     body_outline,
     body_shapes,
     category_reach,
@@ -55,6 +56,7 @@ from services.segmentation.body import (
 )
 from services.segmentation.garment import (
     GENERIC_SKIN_MODEL,
+    GarmentEstimate,
     SkinModel,
     build_label_map,
     components_touching,
@@ -119,6 +121,14 @@ CONTINUING_GARMENT_SHARE = 0.6
 #: garment; a hand capsule with less than this share of skin-coloured pixels is kept whole.
 HAND_MARGIN = 0.004
 HAND_MIN_SKIN = 0.15
+#: Bare skin inside the category's region stays the photo's (see :func:`bare_skin`): pieces of the region
+#: the worn garment leaves, at least this share of it large, at least this share skin-coloured, and only
+#: when a worn garment covers at least this share of the region (else the garment itself may be the
+#: "skin": a beige top GrabCut could not tell from the face's colour).
+BARE_SKIN_MIN_AREA = 0.005
+BARE_SKIN_MIN_SKIN = 0.6
+BARE_SKIN_MIN_GARMENT = 0.25
+BARE_SKIN_STRIDE = 4
 WARMUP_SIZE = (256, 192)
 #: FaceMesh cheek and nose-bridge points: skin, away from eyes, brows, lips and hair.
 FACE_SKIN_POINTS = (50, 280, 101, 330, 205, 425, 6, 197)
@@ -264,26 +274,16 @@ def _continues_above_high_waist(garment: BoolMask, person_mask: BoolMask, shapes
     return float((small_garment & body).sum()) > CONTINUING_GARMENT_SHARE * float(body.sum())
 
 
-def garment_beside_the_hands(
-    person: RGBImage,
-    shapes: BodyShapes,
-    frame: Frame,
-    skin_model: SkinModel,
-    replace: BoolMask,
-    allowed: BoolMask,
+def hands_in_front(
+    person: RGBImage, shapes: BodyShapes, frame: Frame, skin_model: SkinModel, allowed: BoolMask
 ) -> BoolMask:
-    """The worn garment inside the hands' capsules: what is not the hand itself there (a pocket the hand is
-    in, the trousers or skirt beside a hand resting on the thigh, a sleeve's cuff), where it continues the
-    replaced region. The capsules are drawn from the hand landmarks and are wider than the hand: carving
-    all of them out of the garment left a patch of the old garment around every hand by the body.
-
-    The hand is the pixels of the person's skin colour (``skin_model``, at the photo's resolution) with a
-    margin of :data:`HAND_MARGIN` of the long side, so its antialiased outline stays the photo's; the rest
-    of each capsule that touches ``replace`` (and lies in ``allowed``: the person, not the face) is
-    returned. Hands with no skin colour found keep their whole capsule (a glove, a hand in deep shadow).
-    """
+    """The hands themselves, which stay in front of any new garment: in each hand's capsule (drawn from the
+    hand landmarks, wider than the hand) the pixels of the person's skin colour (``skin_model``, at the
+    photo's resolution) with a margin of :data:`HAND_MARGIN` of the long side, so the hand's antialiased
+    outline stays the photo's; the whole capsule where it holds too little of the skin colour (a glove, a
+    hand in deep shadow). Only in ``allowed`` (the person, not the face) and never the head."""
     height, width = frame.height, frame.width
-    found = np.zeros((height, width), bool)
+    hands = np.zeros((height, width), bool)
     margin = max(1, round(HAND_MARGIN * max(height, width)))
     head = draw_polygons(frame, shapes.head)
     for capsules in (shapes.hands["right"], shapes.hands["left"]):
@@ -296,13 +296,102 @@ def garment_beside_the_hands(
             skin_model.mask(person[box]).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
         )
         if skin[capsule[box]].mean() < HAND_MIN_SKIN:
-            continue  # no hand of the person's skin colour here: keep the capsule carved out
+            hands[box] |= capsule[box]  # no hand of the person's skin colour found: the whole capsule
+            continue
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-        hand = cv2.dilate(skin, disc).astype(bool)
-        beside = capsule[box] & ~hand
-        touching = cv2.dilate(replace[box].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        found[box] |= components_touching(beside, touching)
+        hands[box] |= capsule[box] & cv2.dilate(skin, disc).astype(bool)
+    return hands
+
+
+def beside_the_hands(shapes: BodyShapes, frame: Frame, hands: BoolMask, allowed: BoolMask) -> BoolMask:
+    """What the hands' capsules hold besides the hands themselves (``hands``, :func:`hands_in_front`): a
+    pocket a hand is in, the trousers or skirt beside a hand resting on the thigh, a sleeve's cuff."""
+    capsules = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    return capsules & allowed & ~draw_polygons(frame, shapes.head) & ~hands
+
+
+def in_front_of_garments(
+    regions: RegionMasks, shapes: BodyShapes, frame: Frame, hands: BoolMask, allowed: BoolMask
+) -> BoolMask:
+    """What no new garment covers: the category's excluded regions (the head column, hands, feet), but of
+    the hands' capsules only the hands themselves (``hands``, :func:`hands_in_front`)."""
+    return (regions.excluded & ~beside_the_hands(shapes, frame, hands, allowed)) | hands
+
+
+def garment_beside_the_hands(
+    person: RGBImage,
+    shapes: BodyShapes,
+    frame: Frame,
+    skin_model: SkinModel,
+    replace: BoolMask,
+    allowed: BoolMask,
+    hands: BoolMask | None = None,
+) -> BoolMask:
+    """The worn garment inside the hands' capsules, where it continues the replaced region: carving all of
+    each capsule out of the garment left a patch of the old garment around every hand by the body.
+
+    The capsules' pixels beside the hands themselves (:func:`beside_the_hands`; ``hands`` if already
+    found, else :func:`hands_in_front`) that touch ``replace``, in ``allowed`` (the person, not the face).
+    """
+    if hands is None:
+        hands = hands_in_front(person, shapes, frame, skin_model, allowed)
+    beside = beside_the_hands(shapes, frame, hands, allowed)
+    if not beside.any():
+        return beside
+    top, left, box_height, box_width = _box_of(beside, margin=2)
+    box = slice(top, top + box_height), slice(left, left + box_width)
+    touching = cv2.dilate(replace[box].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    found = np.zeros_like(beside)
+    found[box] = components_touching(beside[box], touching)
     return found
+
+
+def bare_skin(
+    person: RGBImage, replace: BoolMask, estimate: GarmentEstimate, skin_model: SkinModel
+) -> BoolMask:
+    """The bare skin the worn garment leaves inside ``replace`` (the category's region and the garment): a
+    neckline's chest, bare shoulders beside straps, a midriff, legs below shorts.
+
+    Painted over, that skin lost its own shading and texture (collarbones, a neckline's light) for a flat
+    tone, and its outline stood as a seam on the body. Pieces of ``replace`` off the worn garment (grown
+    by its antialiased edge) are kept whole when they are mostly skin: a highlight on the chest that fails
+    the colour test stays with the chest around it. Skin is the person's skin model (``estimate.skin``)
+    and the generic skin box both: a pale face's model reaches the neutral greys of jeans and white
+    letters. Nothing is kept when GrabCut found little garment in the region: then what looks like skin
+    may be the garment (see :data:`BARE_SKIN_MIN_GARMENT`).
+
+    GrabCut's pixels are too coarse for thin straps: the pixels of the kept pieces that fail the colour
+    test (``skin_model`` and the generic box, at full resolution) and touch the worn garment are the
+    garment's straps and edges, and are replaced after all (with a pixel of their antialiased edge).
+    """
+    region = int(replace.sum())
+    if region == 0 or (estimate.garment & replace).sum() < BARE_SKIN_MIN_GARMENT * region:
+        return np.zeros_like(replace)
+    off_garment = (replace & ~estimate.grown_garment).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(off_garment, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(replace)
+    # Skin shares on every BARE_SKIN_STRIDE-th pixel: a share needs no full-resolution colour test.
+    step = (slice(None, None, BARE_SKIN_STRIDE),) * 2
+    sampled = labels[step]
+    skin = estimate.skin[step] & GENERIC_SKIN_MODEL.mask(np.ascontiguousarray(person[step]))
+    areas = np.bincount(sampled.ravel(), minlength=count)
+    skin_pixels = np.bincount(sampled[skin], minlength=count)
+    kept = (stats[:, cv2.CC_STAT_AREA] >= BARE_SKIN_MIN_AREA * region) & (
+        skin_pixels >= BARE_SKIN_MIN_SKIN * np.maximum(areas, 1)
+    )
+    kept[0] = False
+    bare = kept[labels]
+    if not bare.any():
+        return bare
+    top, left, box_height, box_width = _box_of(bare, margin=2)
+    box = slice(top, top + box_height), slice(left, left + box_width)
+    colour = np.ascontiguousarray(person[box])
+    not_skin = bare[box] & ~(skin_model.mask(colour) & GENERIC_SKIN_MODEL.mask(colour))
+    garment_edge = cv2.dilate(estimate.grown_garment[box].astype(np.uint8), np.ones((3, 3), np.uint8))
+    straps = components_touching(not_skin, garment_edge.astype(bool))
+    bare[box] &= ~cv2.dilate(straps.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return bare
 
 
 def _box_of(mask: BoolMask, *, margin: int) -> tuple[int, int, int, int]:
@@ -399,9 +488,11 @@ class LiteSegmentation:
         # sleeves on the arms included: the lite inpainter fills an uncovered arm with skin).
         replace = regions.target | (regions.band & (garment | skin)) | estimate.grown_garment
         replace &= ~keep_out & ~(regions.arms & ~estimate.grown_garment)
-        replace |= garment_beside_the_hands(
-            person, shapes, full, skin_model, replace, person_mask & ~face_mask
-        )
+        bare = bare_skin(person, replace, estimate, skin_model)
+        replace &= ~bare
+        on_person = person_mask & ~face_mask
+        hands = hands_in_front(person, shapes, full, skin_model, on_person)
+        replace |= garment_beside_the_hands(person, shapes, full, skin_model, replace, on_person, hands)
         lower = category is GarmentCategory.LOWER_BODY
         if lower and _continues_above_high_waist(garment, person_mask, shapes):
             # A dress or a long top, not trousers: new trousers start at a regular waistband, the worn
@@ -412,11 +503,18 @@ class LiteSegmentation:
         reach = category_reach(shapes, category, quarter, carve_hands_feet=False)
         reach = resize_mask(reach, height, width) > 0.5
         # Hands and feet stay in front of the new garment, but only the hands and feet themselves: the
-        # backdrop around a hand by the hip (inside its capsule) is where a wider garment shows.
-        reach &= ~replace & ~face_mask & ~(regions.excluded & person_mask)
+        # backdrop around a hand by the hip (inside its capsule) is where a wider garment shows, and the
+        # trousers around a hand in their pocket are where a longer top hangs (in front of them, they
+        # stood as a black mitten on the new top).
+        reach &= (
+            ~replace
+            & ~face_mask
+            & ~(in_front_of_garments(regions, shapes, full, hands, on_person) & person_mask)
+        )
         clothing = np.zeros((height, width), np.uint8)
         clothing[reach] = mask_kinds.MAY_COVER
         clothing[reach & ~person_mask] = mask_kinds.MAY_COVER_BACKDROP
+        clothing[bare] = mask_kinds.MAY_COVER_SKIN
         clothing[replace] = mask_kinds.REPLACE_NEAREST
         clothing[replace & skin_underneath(shapes, category, full)] = mask_kinds.REPLACE_SKIN
         clothing[replace & regions.arms] = mask_kinds.REPLACE_LIMB

@@ -15,6 +15,9 @@ Every consumer reads ``clothing_mask > 127`` as the region to edit; the lite sta
   sleeves along the arms). Where the new garment does not cover it the photo stays as it is.
   :data:`MAY_COVER_BACKDROP` is the same reach over the backdrop beside the body (a wider cut): edited
   alike, and a backdrop pixel to the lite inpainter (a source for the backdrop, never for skin).
+  :data:`MAY_COVER_SKIN` is the bare skin the worn garment leaves inside the category's region (a
+  neckline, bare shoulders, a midriff): the photo's own where the new garment does not cover it, never
+  painted over, and to the lite inpainter the tone of the body it paints.
 - :data:`BACKDROP` (below :data:`EDIT_MIN`, so not edited): the photo's background, the source the lite
   inpainter fills off-body pixels from.
 - :data:`SKIN_SOURCE` (below :data:`EDIT_MIN`, so not edited): the person's own visible skin outside the
@@ -33,6 +36,7 @@ REPLACE_SKIN = 248
 REPLACE_LIMB = 244
 REPLACE_BELOW = 240
 REPLACE_MIN = 240
+MAY_COVER_SKIN = 176
 MAY_COVER = 160
 MAY_COVER_BACKDROP = 144
 EDIT_MIN = 128

@@ -228,3 +228,60 @@ def test_painted_chest_takes_the_tone_of_the_bare_chest_above_it() -> None:
     painted = result[250:310, 160:200].reshape(-1, 3).mean(axis=0)  # far from the neckline and the face
     assert _delta_e(painted, chest) < 5, painted
     assert _delta_e(painted, face) > _delta_e(painted, chest) + 5
+
+
+def _kept_chest_scene(chest_rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The segmentation kept the bare chest a neckline shows (MAY_COVER_SKIN, not replaced); the old top
+    below it is replaced, and a crop top far below leaves it bare, to be painted."""
+    face, chest = (205, 150, 120), (228, 180, 156)
+    person = np.zeros((H, W, 3), np.uint8)
+    person[:] = BEIGE_BACKDROP
+    person[20:100, 150:210] = face
+    person[100:360, 60:300] = OLD
+    person[chest_rows, 100:260] = chest
+    mask = np.full((H, W), mask_kinds.BACKDROP, np.uint8)
+    mask[20:100, 150:210] = mask_kinds.SKIN_SOURCE
+    mask[100:360, 60:300] = mask_kinds.REPLACE_SKIN
+    mask[chest_rows, 100:260] = mask_kinds.MAY_COVER_SKIN
+    garment = np.zeros((H, W, 4), np.uint8)
+    garment[330:360, 60:300] = (*NEW, 255)
+    return person, mask, garment
+
+
+def test_painted_chest_takes_the_tone_of_the_bare_chest_the_segmentation_kept() -> None:
+    """As above, with the neckline's chest kept out of the replaced region by the segmentation: it stays
+    the photo's, and the painted chest below takes its tone, not the face's."""
+    chest = (228, 180, 156)
+    person, mask, garment = _kept_chest_scene(slice(100, 160))
+    result = _run(person, mask, garment)
+    assert np.array_equal(result[100:140, 110:250], person[100:140, 110:250])
+    painted = result[250:310, 160:200].reshape(-1, 3).astype(np.float32).mean(axis=0)
+    assert _delta_e(painted, chest) < 5, painted
+    assert _delta_e(painted, (205, 150, 120)) > _delta_e(painted, chest) + 5
+
+
+def test_kept_skin_fades_into_the_painted_skin_without_a_step() -> None:
+    """A small kept patch of chest (too little to tone the fill: painted in the face's colour, darker)
+    meets the painted skin below it in a ramp over a few pixels, not a step at the old garment's edge;
+    away from the edge it stays the photo's."""
+    person, mask, garment = _kept_chest_scene(slice(100, 112))
+    result = _run(person, mask, garment).astype(np.float32)
+    column = result[100:160, 160:200].mean(axis=(1, 2))  # luminance down the middle, across the edge
+    difference = column[0] - column[-1]
+    assert difference > 10  # the kept chest is paler than the skin painted far below it
+    assert np.abs(np.diff(column)).max() < 0.25 * difference, column.round(1)
+    assert np.array_equal(result[100:104, 110:250], person[100:104, 110:250].astype(np.float32))
+
+
+def test_kept_skin_lit_brighter_at_its_edge_fades_into_the_painted_skin() -> None:
+    """The kept chest brightens towards the old garment's edge (light on the bust); the painted skin beside
+    it is the chest's average, darker. The kept pixels by the edge fade into the fill: no step larger
+    than the chest's own gradient makes, twice over."""
+    person, mask, garment = _kept_chest_scene(slice(100, 130))
+    ramp = np.linspace(0.85, 1.1, 30)[:, None, None]
+    person[100:130, 100:260] = np.clip(np.array((228, 180, 156)) * ramp, 0, 255).astype(np.uint8)
+    result = _run(person, mask, garment).astype(np.float32)
+    column = result[100:160, 160:200].mean(axis=(1, 2))
+    own_gradient = float(np.median(np.diff(column[:20])))
+    assert own_gradient > 1.0
+    assert np.abs(np.diff(column)).max() < 2.0 * own_gradient, column.round(1)

@@ -29,13 +29,23 @@ from services.segmentation.body import (
     draw_polygons,
     skin_underneath,
 )
-from services.segmentation.garment import GENERIC_SKIN_MODEL, estimate_garment, fit_skin_model
+from services.segmentation.garment import (
+    GENERIC_SKIN_MODEL,
+    GarmentEstimate,
+    SkinModel,
+    estimate_garment,
+    fit_skin_model,
+    grow_mask,
+)
 from services.segmentation.lite import (
     GARMENT_RIM,
     OFF_BODY_GROWTH,
     LiteSegmentation,
     _continues_above_high_waist,
+    bare_skin,
     garment_beside_the_hands,
+    hands_in_front,
+    in_front_of_garments,
 )
 from tests.imagegen import person_photo
 from tryon.types import (
@@ -147,6 +157,62 @@ def test_a_long_sleeve_in_shadow_by_the_hips_is_the_worn_top() -> None:
     trousers_only = legs & ~torso & ~arms
     assert (worn & trousers_only).sum() < 0.02 * trousers_only.sum()
     assert not (worn & (face | hands)).any()
+
+
+SKIN_RGB = (225, 180, 155)  # a pale chest
+PALE_FACE_MODEL = SkinModel(cr=146.0, cb=118.0, cr_sigma=8.0, cb_sigma=8.0)  # reaches neutral greys
+
+
+def _neckline_scene(garment_rows: slice = slice(120, 300)) -> tuple[np.ndarray, np.ndarray, GarmentEstimate]:
+    """A torso region (rows 40-300) whose worn top starts at ``garment_rows``: above it the bare chest, with
+    a pale highlight on it that fails a colour test, and a thin dark strap running from the top up over
+    the chest; the estimate as GrabCut gives it (the top's body, not the strap: too thin for its pixels)."""
+    photo = np.full((320, 240, 3), 235, np.uint8)
+    photo[40:300, 30:210] = SKIN_RGB
+    photo[60:80, 100:140] = (250, 246, 240)  # a highlight: nearly white, so not skin-coloured
+    photo[garment_rows, 30:210] = (30, 30, 35)  # the worn top
+    photo[40:120, 60:63] = (30, 30, 35)  # its strap, three pixels wide
+    replace = np.zeros((320, 240), bool)
+    replace[40:300, 30:210] = True
+    garment = np.zeros_like(replace)
+    garment[garment_rows, 30:210] = True
+    model = fit_skin_model(np.array([SKIN_RGB] * 50, np.uint8))
+    estimate = GarmentEstimate(garment=garment, grown_garment=grow_mask(garment, 3), skin=model.mask(photo))
+    return photo, replace, estimate
+
+
+def test_bare_skin_inside_the_region_is_kept_and_the_straps_are_not() -> None:
+    """The chest a neckline shows stays the photo's (highlight included); the worn top and its thin
+    strap over the chest are replaced."""
+    photo, replace, estimate = _neckline_scene()
+    model = fit_skin_model(np.array([SKIN_RGB] * 50, np.uint8))
+    kept = bare_skin(photo, replace, estimate, model)
+    chest = np.zeros_like(replace)
+    chest[45:110, 70:205] = True
+    assert kept[chest].all()
+    assert kept[60:80, 100:140].all()  # the highlight stays with the chest around it
+    assert not kept[40:120, 60:63].any()  # the strap
+    assert not (kept & estimate.grown_garment).any()
+
+
+def test_no_skin_is_kept_when_no_worn_garment_was_found() -> None:
+    """GrabCut found almost no garment in the region: what looks like skin may be a beige top."""
+    photo, replace, estimate = _neckline_scene(garment_rows=slice(290, 300))
+    model = fit_skin_model(np.array([SKIN_RGB] * 50, np.uint8))
+    assert not bare_skin(photo, replace, estimate, model).any()
+
+
+def test_grey_trousers_are_not_skin_to_a_pale_faces_model() -> None:
+    """A pale face's skin model reaches neutral grey; the generic skin box does not: grey jeans inside a
+    dress's region stay replaced."""
+    photo, replace, estimate = _neckline_scene()
+    photo[40:100, 30:210] = (110, 110, 112)  # grey jeans, clear of the worn top (skin between)
+    photo[40:120, 60:63] = SKIN_RGB
+    estimate = GarmentEstimate(
+        garment=estimate.garment, grown_garment=estimate.grown_garment, skin=PALE_FACE_MODEL.mask(photo)
+    )
+    assert PALE_FACE_MODEL.mask(photo)[50, 150]  # the premise: the pale face's model takes grey for skin
+    assert not bare_skin(photo, replace, estimate, PALE_FACE_MODEL)[40:100].any()
 
 
 @pytest.mark.parametrize("shoulders", ["covered", "bare"])
@@ -294,6 +360,42 @@ def test_only_the_hand_is_carved_out_of_its_capsule(hand_colour: tuple[int, int,
     # All of the trousers in the capsules but a thin margin around the hand.
     margin = cv2.dilate(hand.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert (found & beside).sum() >= (beside & ~margin).sum()
+
+
+@pytest.mark.parametrize("hand_colour", [(200, 150, 125), (240, 240, 240)], ids=["bare", "gloved"])
+def test_a_new_garment_may_cover_the_trousers_around_a_hand_in_their_pocket(
+    hand_colour: tuple[int, int, int],
+) -> None:
+    """A hand in a trouser pocket, under a top replaced by a longer one: the hand stays in front of the new
+    top, the trousers around it (inside the hand's capsule) do not. Kept in front, they stood on the new
+    top as a black mitten around the hand. A gloved hand keeps its whole capsule in front; the head always
+    stays in front."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    skin = (200, 150, 125)
+    photo = np.full((*GEOMETRY_SHAPE, 3), 235, np.uint8)
+    photo[150:, 80:210] = (20, 20, 25)  # black trousers, the hands on them
+    capsules = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
+    palm = np.zeros(GEOMETRY_SHAPE, np.uint8)
+    for wrist, index in ((15, 19), (16, 20)):
+        centre = (points[wrist] + points[index]) / 2
+        cv2.circle(palm, (round(centre[0]), round(centre[1])), 7, 1, -1)
+    palm = palm.astype(bool)
+    photo[palm] = hand_colour
+    model = fit_skin_model(np.array([skin] * 50, np.uint8))
+    everywhere = np.ones(GEOMETRY_SHAPE, bool)
+    hands = hands_in_front(photo, shapes, frame, model, everywhere)
+    regions = category_regions(shapes, GarmentCategory.UPPER_BODY, frame)
+    in_front = in_front_of_garments(regions, shapes, frame, hands, everywhere)
+    head = regions.excluded & ~capsules  # the head column
+    assert in_front[palm].all() and in_front[head].all()
+    around = capsules & ~cv2.dilate(palm.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert around.sum() > 200
+    if hand_colour == skin:
+        assert not in_front[around].any()
+    else:
+        assert in_front[capsules].all()
 
 
 def _rows(mask: np.ndarray) -> tuple[int, int]:
