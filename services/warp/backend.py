@@ -9,7 +9,9 @@ One CPU implementation serves both the lite and the full pipeline.
    grey, any single colour). Not supported: garments photographed on a person or mannequin, hangers with
    visible hooks, busy or textured backgrounds: these are refused with a clear error rather than guessed.
 2. **Landmarks** from the silhouette: shoulder corners, neckline, hem corners, sleeve ends (upper body);
-   waist corners and leg ends (lower body); shoulders and hem corners (dress).
+   waist corners and leg ends (lower body); shoulders and hem corners (dress). The garment's inner back,
+   seen through a crew neck in the photo (with its brand label), is made transparent: worn, it is behind
+   the neck (:func:`inner_back`).
 3. **Alignment.** A similarity transform fitted on the garment's anchor pair (shoulders or waist) onto the
    body's keypoints keeps the garment's own proportions; a thin-plate spline through all landmark pairs then
    bends it onto the body (hem to the hips' width, legs to the ankles).
@@ -90,6 +92,30 @@ TORSO_WIDTH_PERCENTILE = 50
 SLEEVES_MERGED_RATIO = 0.85
 #: The shoulder landmarks sit this fraction of the torso's half-width from the axis.
 SHOULDER_FRACTION = 0.85
+#: ... and land this fraction of the shoulders' distance above the shoulder joints (pose keypoints are
+#: joints; the top of the shoulder, where a garment's shoulder seam lies, is 0.10-0.17 of the shoulders'
+#: distance above them on the sample people, a little less where the seam is, outside the joint).
+SHOULDER_LIFT = 0.10
+#: Inner back (:func:`inner_back`): the neck points are sought this far from the axis (fractions of half the
+#: shoulder landmarks' distance); the neck is at least this wide (its radius, same fraction); the
+#: shoulders fall from the neck points by at least this share of its radius over half a radius outward.
+NECK_SEARCH = (0.05, 0.7)
+NECK_MIN_RADIUS = 0.15
+NECK_SHOULDER_SLOPE = 0.04
+#: The front neckline's depth below the neck points (fractions of the neck's radius) and roundness (the
+#: curve's exponent: 0.5 an ellipse, 1 a parabola).
+NECKLINE_DEPTH = (0.12, 1.1)
+NECKLINE_POWERS = (0.5, 0.75, 1.0)
+#: The edge along it: at least this strong (Lab Sobel, summed over the channels) and this many times the
+#: texture of the fabric below it.
+NECKLINE_EDGE_MIN = 8.0
+NECKLINE_EDGE_RATIO = 4.0
+#: ... and at least this many times as strong as any curve more than this far (fraction of the neck's
+#: radius) above or below it: one edge, not a stripe among many.
+NECKLINE_UNIQUE = 1.3
+NECKLINE_RIVAL_GAP = 0.2
+#: The inner back is cut this far (fraction of the neck's radius) below the front neckline found.
+NECKLINE_MARGIN = 0.03
 #: A sleeve's seam is its rows within this many columns of its side at the cut (the torso's side).
 SEAM_COLUMNS = 3
 #: A short sleeve hanging along the arm is at most this fraction of the shoulders' width (the garment's
@@ -163,6 +189,8 @@ class GarmentWarper:
         refuse_person_photo(inputs.garment)
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
+        if inputs.category is not GarmentCategory.LOWER_BODY:
+            alpha = without_inner_back(garment_rgb, alpha, landmarks)
         pairs = body_targets(landmarks, inputs.keypoints, inputs.category, alpha > 127)
         warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width), inputs.keypoints)
         return WarpOutput(
@@ -604,6 +632,138 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     return landmarks
 
 
+@dataclass(frozen=True)
+class Neckline:
+    """A front neckline in the garment photo: ``y = top + depth * (1 - ((x - centre) / radius)^2)^power``
+    for ``|x - centre| < radius``, between the two neck points (at height ``top``)."""
+
+    centre: float
+    radius: float
+    top: float
+    depth: float
+    power: float
+
+    def y(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        t = np.clip((x - self.centre) / self.radius, -1.0, 1.0)
+        return self.top + self.depth * (1.0 - t**2) ** self.power
+
+
+def inner_back(
+    rgb: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8], landmarks: dict[str, Point]
+) -> Neckline | None:
+    """The front neckline of a top or dress photographed from the front, when the photo shows the garment's
+    inner back through it (a crew neck's: the back's inside and its brand label); None when it does not
+    or when it cannot be told for sure.
+
+    Worn, the inner back is behind the neck, and pasted on the body it put the label on the chest. The
+    neck points are the silhouette's highest points either side of its axis, with the shoulders sloping
+    down outward from them (a collar; a straight top edge, straps or an off-shoulder cut have none). The
+    front neckline is the U curve between them (depth and roundness searched) along which the photo has
+    an edge over most of its length (the 30th percentile of the Lab gradient along it), at least
+    :data:`NECKLINE_EDGE_RATIO` times the texture of the fabric just below it (so a print's edges below a
+    plain neck, or a busy print, are not taken for it) and :data:`NECKLINE_EDGE_MIN` at least.
+    """
+    mask = alpha > 127
+    height, width = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) < 8 or "left_shoulder" not in landmarks or "right_shoulder" not in landmarks:
+        return None
+    axis = _mirror_axis(mask, rows)
+    half = (landmarks["right_shoulder"][0] - landmarks["left_shoulder"][0]) / 2
+    if half <= 4:
+        return None
+    top = np.where(mask.any(axis=0), np.argmax(mask, axis=0), height).astype(np.float64)
+
+    def highest(low: float, high: float, outward: int) -> int | None:
+        """The outermost (``outward`` -1: leftmost, 1: rightmost) of the highest columns: the collar's
+        corner, where the shoulder starts to fall."""
+        columns = np.arange(max(0, int(low)), min(width, int(high)))
+        if len(columns) == 0:
+            return None
+        tops = top[columns]
+        highest_columns = columns[tops <= tops.min() + 1]
+        return int(highest_columns.max() if outward > 0 else highest_columns.min())
+
+    left = highest(axis - NECK_SEARCH[1] * half, axis - NECK_SEARCH[0] * half, -1)
+    right = highest(axis + NECK_SEARCH[0] * half, axis + NECK_SEARCH[1] * half + 1, 1)
+    if left is None or right is None:
+        return None
+    radius, centre = (right - left) / 2, (right + left) / 2
+    neck_top = (top[left] + top[right]) / 2
+    if radius < NECK_MIN_RADIUS * half:
+        return None
+    outward = round(0.5 * radius)
+    slopes = (top[max(0, left - outward)] - top[left], top[min(width - 1, right + outward)] - top[right])
+    if min(slopes) < NECK_SHOULDER_SLOPE * radius:
+        return None
+
+    # The gradient only in the neck's box (the whole photo's costs ~20 ms).
+    x0, x1 = max(0, int(centre - 1.2 * radius)), min(width, int(centre + 1.2 * radius) + 1)
+    y0, y1 = max(0, int(neck_top) - 2), min(height, int(neck_top + 1.8 * radius) + 2)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = cv2.GaussianBlur(lab, (0, 0), max(1.0, radius / 60))
+    gradient = np.zeros(lab.shape[:2], np.float32)
+    for channel in range(3):
+        gradient += cv2.magnitude(
+            cv2.Sobel(lab[..., channel], cv2.CV_32F, 1, 0, ksize=3),
+            cv2.Sobel(lab[..., channel], cv2.CV_32F, 0, 1, ksize=3),
+        )
+    box_height = y1 - y0
+    t = np.linspace(-0.85, 0.85, 61)
+    xs = centre + t * radius
+    columns = np.round(xs).astype(int)
+    best: tuple[float, Neckline] | None = None
+    edges: list[tuple[float, float]] = []  # (depth, edge strength) of every curve inside the garment
+    for power in NECKLINE_POWERS:
+        shape = (1.0 - t**2) ** power
+        for depth in np.arange(NECKLINE_DEPTH[0] * radius, NECKLINE_DEPTH[1] * radius, max(1.0, radius / 60)):
+            ys = neck_top + depth * shape
+            curve_rows = np.round(ys).astype(int)
+            if curve_rows.max() >= y1 or not mask[curve_rows, columns].all() or (ys < top[columns] + 2).any():
+                continue
+            score = float(np.percentile(gradient[curve_rows - y0, columns - x0], 30))
+            edges.append((float(depth), score))
+            below = np.concatenate([
+                gradient[np.clip(np.round(ys + k * radius).astype(int) - y0, 0, box_height - 1), columns - x0]
+                for k in (0.15, 0.25, 0.35, 0.45)
+            ])  # fmt: skip
+            texture = float(np.median(below))
+            if score < max(NECKLINE_EDGE_MIN, NECKLINE_EDGE_RATIO * texture):
+                continue
+            if best is None or score > best[0]:
+                best = (score, Neckline(centre, radius, neck_top, float(depth), power))
+    if best is None:
+        return None
+    # One front neckline: no other curve as strong away from it (a striped top's stripes all are).
+    rivals = [score for depth, score in edges if abs(depth - best[1].depth) > NECKLINE_RIVAL_GAP * radius]
+    if rivals and best[0] < NECKLINE_UNIQUE * max(rivals):
+        return None
+    return best[1]
+
+
+def without_inner_back(
+    rgb: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8], landmarks: dict[str, Point]
+) -> npt.NDArray[np.uint8]:
+    """``alpha`` with the inner back (:func:`inner_back`) transparent: from the silhouette's top down to
+    the front neckline, which is antialiased over a pixel."""
+    neckline = inner_back(rgb, alpha, landmarks)
+    if neckline is None:
+        return alpha
+    height, width = alpha.shape
+    x0 = max(0, int(np.floor(neckline.centre - neckline.radius)))
+    x1 = min(width, int(np.ceil(neckline.centre + neckline.radius)) + 1)
+    y1 = min(height, int(np.ceil(neckline.top + neckline.depth + NECKLINE_MARGIN * neckline.radius)) + 2)
+    rows = np.arange(y1, dtype=np.float64)[:, None]
+    # A little below the curve, so no sliver of the inside is left where the photo's neckline is not quite
+    # the searched family's curve; 1 below that, 0 above it, a one-pixel ramp across it.
+    curve = neckline.y(np.arange(x0, x1, dtype=np.float64))[None, :] + NECKLINE_MARGIN * neckline.radius
+    keep = np.clip(rows - curve + 0.5, 0.0, 1.0)
+    result = alpha.copy()
+    box = result[:y1, x0:x1]
+    box[:] = (box * keep).astype(np.uint8)
+    return result
+
+
 def _mirror_axis(mask: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp]) -> float:
     """The x of the silhouette's vertical mirror axis: the median midpoint of its rows' extents."""
     sample = rows[:: max(1, len(rows) // 64)]
@@ -724,7 +884,7 @@ def body_targets(
     else:
         right_shoulder, left_shoulder = _require(keypoints, "right_shoulder", "left_shoulder")
         shoulder_left, shoulder_right = _spread(right_shoulder, left_shoulder, SHOULDER_OUTSET)
-        lift = 0.06 * float(np.linalg.norm(left_shoulder - right_shoulder))
+        lift = SHOULDER_LIFT * float(np.linalg.norm(left_shoulder - right_shoulder))
         anchors = (
             ("left_shoulder", shoulder_left - (0, lift)),
             ("right_shoulder", shoulder_right - (0, lift)),

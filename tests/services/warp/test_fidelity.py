@@ -13,6 +13,7 @@ import pytest
 
 from services.warp.backend import (
     HIP_OUTSET,
+    SHOULDER_OUTSET,
     TOP_REGULAR_LENGTH,
     GarmentWarper,
     find_landmarks,
@@ -79,6 +80,21 @@ def test_a_bright_patch_of_backdrop_beside_the_garment_is_not_garment() -> None:
     truth = garment_mask(GarmentCategory.UPPER_BODY) > 0
     assert _iou(alpha > 127, truth) >= 0.95
     assert (alpha > 127)[:, 700:].sum() < 0.01 * truth.sum()  # the lit patch right of the sleeve
+
+
+def test_a_tops_shoulder_edge_lies_on_the_shoulders_not_at_the_joints(warper: GarmentWarper) -> None:
+    """Pose keypoints are the shoulder joints; the top of the shoulder, where a top's shoulder seam lies,
+    is 0.10-0.17 of the shoulders' distance above them on the sample people. A top placed at the joints
+    left the shoulders' tops bare above it and its collar low on the chest."""
+    alpha = _warp(warper, draw_garment(GarmentCategory.UPPER_BODY), GarmentCategory.UPPER_BODY)
+    keypoints = _keypoints()
+    distance = float(keypoints[KP["left_shoulder"], 0] - keypoints[KP["right_shoulder"], 0])
+    # Where the top's shoulder corners land: the joints spread outwards by SHOULDER_OUTSET.
+    for side, outwards in (("right_shoulder", -1), ("left_shoulder", 1)):
+        x = round(keypoints[KP[side], 0] + outwards * SHOULDER_OUTSET * distance)
+        top = int(np.argmax(alpha[:, x]))
+        assert alpha[top, x]
+        assert SHOULDER_Y - top >= 0.09 * distance, (side, top)
 
 
 def test_landmarks_are_a_mirrored_pair_on_the_axis() -> None:

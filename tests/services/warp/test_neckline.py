@@ -1,0 +1,104 @@
+"""The inner back seen through a crew neck in a product photo is made transparent (issue #12).
+
+A drawn T-shirt, photographed from the front: its silhouette's top is the back's collar, between two neck
+points, with the shoulders sloping down from them; below it the inner back (darker, with a white brand
+label) shows down to the front neckline, a U curve. Worn, the inner back is behind the neck: pasted on the
+body it put the label on the chest.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from services.warp.backend import (
+    GarmentWarper,
+    find_landmarks,
+    inner_back,
+    separate_garment,
+    without_inner_back,
+)
+from tests.services.warp.test_fidelity import TARGET, _keypoints
+from tryon.types import GarmentCategory, WarpInput
+
+BACKDROP = (245, 245, 245)
+FRONT = (200, 60, 60)
+INSIDE = (120, 35, 35)
+LABEL = (250, 250, 250)
+CENTRE, RADIUS, NECK_Y, DEPTH = 384, 54, 120, 40  # the neckline: the neck points at y=120, 40 px deep
+LABEL_BOX = (slice(134, 146), slice(372, 397))
+
+
+def _tshirt(inner_back_shows: bool = True, stripes: bool = False) -> np.ndarray:
+    photo = np.full((1024, 768, 3), BACKDROP, np.uint8)
+    outline = np.array(
+        [
+            (CENTRE - RADIUS, NECK_Y), (CENTRE, NECK_Y + 8), (CENTRE + RADIUS, NECK_Y),  # the back's collar
+            (520, 160), (640, 300), (585, 350), (520, 280),  # shoulder, sleeve
+            (520, 760), (248, 760),  # the hem
+            (248, 280), (183, 350), (128, 300), (248, 160),  # the other sleeve, shoulder
+        ],
+        np.int32,
+    )  # fmt: skip
+    cv2.fillPoly(photo, [outline], FRONT)
+    if stripes:
+        silhouette = np.all(photo == FRONT, axis=2)
+        for y in range(0, 1024, 16):
+            photo[y : y + 6][silhouette[y : y + 6]] = (40, 40, 90)
+    if inner_back_shows:
+        xs = np.arange(CENTRE - RADIUS + 1, CENTRE + RADIUS)
+        front_y = NECK_Y + DEPTH * np.sqrt(1.0 - ((xs - CENTRE) / RADIUS) ** 2)
+        tops = np.argmax(np.any(photo != BACKDROP, axis=2), axis=0)
+        for x, y in zip(xs, front_y, strict=True):
+            photo[tops[x] : int(y), x] = INSIDE
+        photo[LABEL_BOX] = LABEL
+    return photo
+
+
+def _alpha_without_inner_back(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rgb, alpha = separate_garment(photo)
+    landmarks = find_landmarks(alpha, GarmentCategory.UPPER_BODY)
+    return alpha, without_inner_back(rgb, alpha, landmarks)
+
+
+def test_the_front_neckline_is_found_where_the_inner_back_ends() -> None:
+    rgb, alpha = separate_garment(_tshirt())
+    neckline = inner_back(rgb, alpha, find_landmarks(alpha, GarmentCategory.UPPER_BODY))
+    assert neckline is not None
+    assert abs(neckline.centre - CENTRE) <= 4
+    assert abs(neckline.radius - RADIUS) <= 6
+    assert abs(neckline.top + neckline.depth - (NECK_Y + DEPTH)) <= 4
+
+
+def test_the_inner_back_and_its_label_become_transparent_and_the_front_stays() -> None:
+    alpha, cut = _alpha_without_inner_back(_tshirt())
+    assert (alpha[LABEL_BOX] > 127).all()  # the premise: the label is part of the silhouette
+    assert (cut[LABEL_BOX] == 0).all()
+    inside = np.zeros(alpha.shape, bool)
+    inside[NECK_Y + 10 : NECK_Y + DEPTH - 12, CENTRE - 30 : CENTRE + 30] = True
+    assert (cut[inside] == 0).all()
+    assert np.array_equal(cut[NECK_Y + DEPTH + 5 :], alpha[NECK_Y + DEPTH + 5 :])  # the front, the rest
+    outside_the_neck = np.ones(alpha.shape, bool)
+    outside_the_neck[:, CENTRE - RADIUS - 4 : CENTRE + RADIUS + 5] = False
+    assert np.array_equal(cut[outside_the_neck], alpha[outside_the_neck])
+
+
+@pytest.mark.parametrize("photo", ["plain neck", "striped"])
+def test_nothing_is_cut_without_an_inner_back_showing(photo: str) -> None:
+    """No edge where a front neckline would be (a plain colour up to the collar), or edges everywhere (a
+    striped top): nothing is taken for an inner back."""
+    alpha, cut = _alpha_without_inner_back(_tshirt(inner_back_shows=False, stripes=photo == "striped"))
+    assert np.array_equal(cut, alpha)
+
+
+def test_the_warped_top_carries_no_label() -> None:
+    inputs = WarpInput(
+        garment=_tshirt(), keypoints=_keypoints(), target_size=TARGET, category=GarmentCategory.UPPER_BODY
+    )
+    warped = GarmentWarper().run(inputs).warped_garment[:400]  # the neck lands by the shoulders, y=300
+    opaque = warped[..., 3] > 127
+    label_coloured = np.all(warped[..., :3] > 235, axis=2)
+    inside_coloured = np.all(np.abs(warped[..., :3].astype(int) - INSIDE) < 12, axis=2)
+    assert (opaque & label_coloured).sum() == 0
+    assert (opaque & inside_coloured).sum() < 20
