@@ -1084,7 +1084,7 @@ def warp_in_layers(
     columns = np.arange(alpha.shape[1])
     torso_alpha = alpha.copy()
     layers = []
-    long_sleeves: list[tuple[slice, slice]] = []  # where the long sleeves' layers lie
+    sleeve_regions: list[tuple[slice, slice]] = []  # where the sleeves' layers lie
     for name, tip_target in sleeves.items():
         sign = -1.0 if name == "left_sleeve" else 1.0
         seam_x = axis + sign * torso_half
@@ -1171,7 +1171,7 @@ def warp_in_layers(
                 part = _warp_part(rgb, sleeve_alpha, garment_points, bend(garment_points), target_size)
                 if part is not None:
                     layers.append(part)
-                    long_sleeves.append(part[0])
+                    sleeve_regions.append(part[0])
                 continue
         # Only the sleeve's box is cut out and warped, into only the box it lands in (full frames cost
         # ~40 ms per sleeve in copies and blends).
@@ -1217,8 +1217,7 @@ def warp_in_layers(
         top_y, left_x = top_y + kept_y, left_x + kept_x
         region = (slice(top_y, top_y + kept_height), slice(left_x, left_x + kept_width))
         layers.append((region, placed))
-        if band_width is None:
-            long_sleeves.append(region)
+        sleeve_regions.append(region)
     if not layers:
         return warp_to_person(rgb, alpha, pairs, target_size)
     warped = warp_to_person(rgb, torso_alpha, torso_pairs, target_size)
@@ -1232,9 +1231,9 @@ def warp_in_layers(
         mixed = (top[..., :3] * top_alpha + under[..., :3] * under_alpha) / np.maximum(out_alpha, 1e-6)
         blended = np.round(np.concatenate([mixed, out_alpha * 255.0], axis=2)).astype(np.uint8)
         warped[region] = cv2.bitwise_and(blended, blended, mask=cv2.extractChannel(blended, 3))
-    if long_sleeves:
+    if sleeve_regions:
         shoulders_width = float(np.hypot(*(pairs[1][1] - pairs[0][1])))
-        _close_seams(warped, torso, long_sleeves, max(3, round(SEAM_CLOSE * shoulders_width)))
+        _close_seams(warped, torso, sleeve_regions, max(3, round(SEAM_CLOSE * shoulders_width)))
     return warped
 
 
@@ -1244,12 +1243,14 @@ def _close_seams(
     sleeves: list[tuple[slice, slice]],
     width: int,
 ) -> None:
-    """Fill (in place) the slits narrower than ``width`` between the torso and each long sleeve with the
+    """Fill (in place) the slits narrower than ``width`` between the torso and each sleeve with the
     garment's colour from either side.
 
     A long sleeve laid flat often hangs beside the torso with a gap of backdrop below the armpit, and the
     torso's side there is not the straight cut the sleeves are taken off at: turned onto an arm held away
-    from the body, that gap opens into a wedge under the arm, where the worn garment's fabric would be.
+    from the body, that gap opens into a wedge under the arm, where the worn garment's fabric would be. A
+    short sleeve turned down the arm meets the torso's top edge at an angle: the V between them was a notch
+    in the shoulder's outline (a light tick at every T-shirt's shoulder).
     Only what a closing of the silhouette adds next to both the torso and the sleeve is filled, so the wider
     space between an arm and the body (the photo shows through there) stays open.
     """
