@@ -710,33 +710,44 @@ def inner_back(
         )
     box_height = y1 - y0
     t = np.linspace(-0.85, 0.85, 61)
-    xs = centre + t * radius
-    columns = np.round(xs).astype(int)
+    columns = np.round(centre + t * radius).astype(int)
+    depths = np.arange(NECKLINE_DEPTH[0] * radius, NECKLINE_DEPTH[1] * radius, max(1.0, radius / 60))
     best: tuple[float, Neckline] | None = None
-    edges: list[tuple[float, float]] = []  # (depth, edge strength) of every curve inside the garment
+    edge_depths, edge_scores = [], []  # every curve inside the garment: its depth and edge strength
     for power in NECKLINE_POWERS:
-        shape = (1.0 - t**2) ** power
-        for depth in np.arange(NECKLINE_DEPTH[0] * radius, NECKLINE_DEPTH[1] * radius, max(1.0, radius / 60)):
-            ys = neck_top + depth * shape
-            curve_rows = np.round(ys).astype(int)
-            if curve_rows.max() >= y1 or not mask[curve_rows, columns].all() or (ys < top[columns] + 2).any():
-                continue
-            score = float(np.percentile(gradient[curve_rows - y0, columns - x0], 30))
-            edges.append((float(depth), score))
-            below = np.concatenate([
+        # All depths at once: one row of 61 points along the curve per depth.
+        ys = neck_top + depths[:, None] * ((1.0 - t**2) ** power)[None, :]
+        rows = np.round(ys).astype(int)
+        inside = (rows.max(axis=1) < y1) & (ys >= top[columns] + 2).all(axis=1)
+        inside[inside] = mask[rows[inside], columns].all(axis=1)
+        if not inside.any():
+            continue
+        ys, rows, candidate_depths = ys[inside], rows[inside], depths[inside]
+        scores = np.percentile(gradient[rows - y0, columns - x0], 30, axis=1)
+        below = np.concatenate(
+            [
                 gradient[np.clip(np.round(ys + k * radius).astype(int) - y0, 0, box_height - 1), columns - x0]
                 for k in (0.15, 0.25, 0.35, 0.45)
-            ])  # fmt: skip
-            texture = float(np.median(below))
-            if score < max(NECKLINE_EDGE_MIN, NECKLINE_EDGE_RATIO * texture):
-                continue
-            if best is None or score > best[0]:
-                best = (score, Neckline(centre, radius, neck_top, float(depth), power))
+            ],
+            axis=1,
+        )
+        textures = np.median(below, axis=1)
+        edge_depths.append(candidate_depths)
+        edge_scores.append(scores)
+        passing = scores >= np.maximum(NECKLINE_EDGE_MIN, NECKLINE_EDGE_RATIO * textures)
+        if passing.any():
+            index = int(np.argmax(np.where(passing, scores, -np.inf)))
+            if best is None or scores[index] > best[0]:
+                best = (
+                    float(scores[index]),
+                    Neckline(centre, radius, neck_top, float(candidate_depths[index]), power),
+                )
     if best is None:
         return None
     # One front neckline: no other curve as strong away from it (a striped top's stripes all are).
-    rivals = [score for depth, score in edges if abs(depth - best[1].depth) > NECKLINE_RIVAL_GAP * radius]
-    if rivals and best[0] < NECKLINE_UNIQUE * max(rivals):
+    all_depths, all_scores = np.concatenate(edge_depths), np.concatenate(edge_scores)
+    rivals = all_scores[np.abs(all_depths - best[1].depth) > NECKLINE_RIVAL_GAP * radius]
+    if len(rivals) and best[0] < NECKLINE_UNIQUE * float(rivals.max()):
         return None
     return best[1]
 
