@@ -14,10 +14,12 @@ Weight-free and CPU-only (mediapipe's bundled models and OpenCV; no torch). For 
    finds the garment currently worn there (sleeves, a long hem, a collar) from its colours. GrabCut runs on
    a crop of the body region at ~20k pixels (it costs ~1 µs per pixel per iteration); its result is
    snapped to the photo's edges by a guided filter. Skin, hands, feet and the head column are never
-   garment, except a collar below the chin. What is replaced is that garment and the category's region;
-   in a hand's capsule only the hand itself (its skin-coloured pixels) stays carved out
-   (:func:`garment_beside_the_hands`), and a thin rim outside the person's outline, where the garment's
-   own edge still shows, is replaced too (:data:`GARMENT_RIM`).
+   garment, except a collar below the chin. What is replaced is that garment and the category's region,
+   less the bare skin the garment leaves in it (a neckline's chest, bare shoulders, a midriff: kept as the
+   photo's, :func:`bare_skin`); in a hand's capsule only the hand itself (its skin-coloured pixels) stays
+   carved out and in front of any new garment (:func:`hands_in_front`, :func:`garment_beside_the_hands`),
+   and a thin rim outside the person's outline, where the garment's own edge still shows, is replaced too
+   (:data:`GARMENT_RIM`).
 5. **Label map.** The 18 Segformer-B2-Clothes labels are filled from these regions (see
    :func:`build_label_map`), so the full backend's consumers can use either.
 
