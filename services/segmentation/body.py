@@ -438,8 +438,14 @@ def category_reach(
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     reach = cv2.dilate(reach.view(np.uint8), kernel).view(np.bool_)
     # The head column is never reached, but the shoulders' tops in it are (a high neckline's yoke; and a
-    # worn one there is on the body, not standing off it).
-    reach &= ~(draw_polygons(frame, shapes.head) & ~draw_polygons(frame, *shapes.shoulder_tops))
+    # worn one there is on the body, not standing off it), and so are the shoulders' caps round the joints,
+    # grown like the rest but off the neck (a top's shoulder seam lies on them): without them a wedge of
+    # the column beside the outer shoulder cut a notch into every new top's shoulder.
+    caps = cv2.dilate(draw_capsules(frame, shapes.sleeves).view(np.uint8), kernel).view(np.bool_)
+    on_the_shoulders = draw_polygons(frame, *shapes.shoulder_tops) | (
+        caps & ~draw_capsules(frame, shapes.neck)
+    )
+    reach &= ~(draw_polygons(frame, shapes.head) & ~on_the_shoulders)
     if not carve_hands_feet:
         return reach
     hands_feet = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"]) | draw_feet(frame, shapes)

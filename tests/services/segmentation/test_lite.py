@@ -117,15 +117,18 @@ def test_a_dress_continues_above_the_high_waist_and_trousers_do_not() -> None:
 def test_a_dress_may_reach_around_the_hands_when_they_are_not_carved() -> None:
     """The lite backend carves only the hands' own pixels (the person mask) out of a new garment's reach:
     the capsule around a hand by the hip also holds backdrop, where a wide skirt shows."""
-    shapes = body_shapes(_standing_person())
+    points = _standing_person()
+    shapes = body_shapes(points)
     frame = Frame(*GEOMETRY_SHAPE)
     hands = draw_capsules(frame, shapes.hands["right"] + shapes.hands["left"])
     carved = category_reach(shapes, GarmentCategory.DRESS, frame)
     kept = category_reach(shapes, GarmentCategory.DRESS, frame, carve_hands_feet=False)
     assert not (carved & hands).any()
     assert (kept & hands).sum() > 0.5 * hands.sum()
+    # The head column above the shoulders' caps (a top's shoulder seam may lie on them).
     head = draw_polygons(frame, shapes.head) & ~draw_polygons(frame, *shapes.shoulder_tops)
-    assert not (kept & head & ~hands).any()
+    head[round(min(points[11][1], points[12][1]) - 0.4 * shapes.unit) :] = False
+    assert head.any() and not (kept & head & ~hands).any()
 
 
 def test_a_long_sleeve_in_shadow_by_the_hips_is_the_worn_top() -> None:
@@ -436,6 +439,32 @@ def test_arms_hands_face_and_neck_are_carved_out(regions: dict) -> None:
         assert region.neck[62, 144] and not region.core[62, 144], category
         assert region.excluded[195, 98], category  # the right hand
         assert not (region.target | region.band)[62, 144], category
+
+
+@pytest.mark.parametrize("category", [GarmentCategory.UPPER_BODY, GarmentCategory.DRESS])
+def test_a_new_top_may_reach_over_the_shoulders_caps_but_not_the_neck_or_face(
+    category: GarmentCategory,
+) -> None:
+    """A top's shoulder seam lies on the shoulder's top, above the joint and outside it. The head column
+    (above the torso's top edge, as wide as the outer shoulders) is never reached but for the shoulders'
+    tops; a wedge of it beside each outer shoulder cut a notch into every new top's shoulder."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    reach = category_reach(shapes, category, frame)
+    unit = shapes.unit
+    for joint, outward in ((points[12], -1.0), (points[11], 1.0)):  # the right shoulder is on the image left
+        for along, up in ((0.12, 0.1), (0.14, 0.14), (0.05, 0.15)):
+            x, y = joint[0] + outward * along * unit, joint[1] - up * unit
+            assert reach[round(y), round(x)], (outward, along, up)
+    face = draw_capsules(frame, [Capsule((144.0, 34.0), (144.0, 54.0), 14.0, 14.0)])
+    assert not (reach & face).any()
+    # The neck's middle above its base (its capsule is wide: the shoulders' tops, a yoke's place, overlap
+    # its sides; below its base is the torso).
+    neck = shapes.neck[0]
+    middle = draw_capsules(frame, [Capsule(neck.start, neck.end, 0.1 * unit, 0.1 * unit)])
+    middle[int(neck.end[1]) - 1 :] = False
+    assert middle.any() and not (reach & middle).any()
 
 
 def test_geometry_follows_a_leaning_person() -> None:
