@@ -131,6 +131,8 @@ BARE_SKIN_MIN_AREA = 0.005
 BARE_SKIN_MIN_SKIN = 0.6
 BARE_SKIN_MIN_GARMENT = 0.25
 BARE_SKIN_STRIDE = 4
+#: A kept piece's pixels darker than this share of its median luminance are no skin (a strap's edge).
+STRAP_DARKNESS = 0.55
 WARMUP_SIZE = (256, 192)
 #: FaceMesh cheek and nose-bridge points: skin, away from eyes, brows, lips and hair.
 FACE_SKIN_POINTS = (50, 280, 101, 330, 205, 425, 6, 197)
@@ -363,8 +365,9 @@ def bare_skin(
     may be the garment (see :data:`BARE_SKIN_MIN_GARMENT`).
 
     GrabCut's pixels are too coarse for thin straps: the pixels of the kept pieces that fail the colour
-    test (``skin_model`` and the generic box, at full resolution) and touch the worn garment are the
-    garment's straps and edges, and are replaced after all (with a pixel of their antialiased edge).
+    test (``skin_model`` and the generic box, at full resolution, and not much darker than the piece:
+    :data:`STRAP_DARKNESS`) and touch the worn garment are the garment's straps and edges, and are
+    replaced after all (with a pixel of their antialiased edge).
     """
     region = int(replace.sum())
     if region == 0 or (estimate.garment & replace).sum() < BARE_SKIN_MIN_GARMENT * region:
@@ -389,7 +392,11 @@ def bare_skin(
     top, left, box_height, box_width = _box_of(bare, margin=2)
     box = slice(top, top + box_height), slice(left, left + box_width)
     colour = np.ascontiguousarray(person[box])
-    not_skin = bare[box] & ~(skin_model.mask(colour) & GENERIC_SKIN_MODEL.mask(colour))
+    skin = skin_model.mask(colour) & GENERIC_SKIN_MODEL.mask(colour)
+    # A thin dark strap's pixels are its black mixed with the skin either side: skin's chroma, too dark.
+    luma = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)
+    skin &= luma >= STRAP_DARKNESS * float(np.median(luma[bare[box]]))
+    not_skin = bare[box] & ~skin
     garment_edge = cv2.dilate(estimate.grown_garment[box].astype(np.uint8), np.ones((3, 3), np.uint8))
     straps = components_touching(not_skin, garment_edge.astype(bool))
     bare[box] &= ~cv2.dilate(straps.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)

@@ -184,10 +184,17 @@ def _neckline_scene(garment_rows: slice = slice(120, 300)) -> tuple[np.ndarray, 
     return photo, replace, estimate
 
 
-def test_bare_skin_inside_the_region_is_kept_and_the_straps_are_not() -> None:
+# A thin black strap's pixels in a photo are its black mixed with the skin either side: the skin's chroma
+# (YCrCb 152, 108 as SKIN_RGB's), far too dark (Y 70 against 191).
+DARK_SKIN_CHROMA = (104, 60, 35)
+
+
+@pytest.mark.parametrize("strap", [(30, 30, 35), DARK_SKIN_CHROMA], ids=["black", "skin-chroma dark"])
+def test_bare_skin_inside_the_region_is_kept_and_the_straps_are_not(strap: tuple[int, int, int]) -> None:
     """The chest a neckline shows stays the photo's (highlight included); the worn top and its thin
     strap over the chest are replaced."""
     photo, replace, estimate = _neckline_scene()
+    photo[40:120, 60:63] = strap
     model = fit_skin_model(np.array([SKIN_RGB] * 50, np.uint8))
     kept = bare_skin(photo, replace, estimate, model)
     chest = np.zeros_like(replace)
