@@ -379,9 +379,9 @@ def bare_skin(
     # Skin shares on every BARE_SKIN_STRIDE-th pixel: a share needs no full-resolution colour test.
     step = (slice(None, None, BARE_SKIN_STRIDE),) * 2
     sampled = labels[step]
-    skin = estimate.skin[step] & GENERIC_SKIN_MODEL.mask(np.ascontiguousarray(person[step]))
+    sampled_skin = estimate.skin[step] & GENERIC_SKIN_MODEL.mask(np.ascontiguousarray(person[step]))
     areas = np.bincount(sampled.ravel(), minlength=count)
-    skin_pixels = np.bincount(sampled[skin], minlength=count)
+    skin_pixels = np.bincount(sampled[sampled_skin], minlength=count)
     kept = (stats[:, cv2.CC_STAT_AREA] >= BARE_SKIN_MIN_AREA * region) & (
         skin_pixels >= BARE_SKIN_MIN_SKIN * np.maximum(areas, 1)
     )
@@ -392,11 +392,11 @@ def bare_skin(
     top, left, box_height, box_width = _box_of(bare, margin=2)
     box = slice(top, top + box_height), slice(left, left + box_width)
     colour = np.ascontiguousarray(person[box])
-    skin = skin_model.mask(colour) & GENERIC_SKIN_MODEL.mask(colour)
+    skin_in_box = skin_model.mask(colour) & GENERIC_SKIN_MODEL.mask(colour)
     # A thin dark strap's pixels are its black mixed with the skin either side: skin's chroma, too dark.
     luma = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)
-    skin &= luma >= STRAP_DARKNESS * float(np.median(luma[bare[box]]))
-    not_skin = bare[box] & ~skin
+    skin_in_box &= luma >= STRAP_DARKNESS * float(np.median(luma[bare[box]]))
+    not_skin = bare[box] & ~skin_in_box
     garment_edge = cv2.dilate(estimate.grown_garment[box].astype(np.uint8), np.ones((3, 3), np.uint8))
     straps = components_touching(not_skin, garment_edge.astype(bool))
     bare[box] &= ~cv2.dilate(straps.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
