@@ -96,6 +96,13 @@ SHOULDER_FRACTION = 0.85
 #: joints; the top of the shoulder, where a garment's shoulder seam lies, is 0.10-0.17 of the shoulders'
 #: distance above them on the sample people, a little less where the seam is, outside the joint).
 SHOULDER_LIFT = 0.10
+#: Armholes (:func:`_shoulder_reach`): a silhouette's top edge dropping by more than this fraction of the
+#: torso's half-width within :data:`ARMHOLE_WINDOW` of it, outwards from the axis, is a sleeveless
+#: garment's armhole (a strap's or a bodice's outer edge), sought from :data:`ARMHOLE_SEARCH_FROM` of the
+#: half-width out to the shoulder landmarks' columns.
+ARMHOLE_DROP = 0.3
+ARMHOLE_WINDOW = 0.05
+ARMHOLE_SEARCH_FROM = 0.2
 #: Inner back (:func:`inner_back`): the neck points are sought this far from the axis (fractions of half the
 #: shoulder landmarks' distance); the neck is at least this wide (its radius, same fraction); the
 #: shoulders fall from the neck points by at least this share of its radius over half a radius outward.
@@ -617,7 +624,12 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
         return float(columns_top[column])
 
     shoulder_dx = SHOULDER_FRACTION * half_width
-    shoulder_y = (top_at(axis - shoulder_dx) + top_at(axis + shoulder_dx)) / 2
+    # The shoulders' height is the garment's top where it lies on the shoulders: a sleeveless garment's
+    # landmark columns may fall in an armhole, whose bottom would be taken for the shoulder and lift the
+    # garment by the armhole's depth (a sleeveless dress's neckline on the chin). Its height is then read
+    # on the straps, inside the armholes; the landmarks keep their columns, so the width fit is the same.
+    on_shoulder = min(shoulder_dx, _shoulder_reach(columns_top, axis, half_width, shoulder_dx))
+    shoulder_y = (top_at(axis - on_shoulder) + top_at(axis + on_shoulder)) / 2
     hem_y = torso_bottom - 0.02 * (torso_bottom - top + 1)
     hem_half = half_width_at(hem_y) or half_width
     landmarks = {
@@ -781,6 +793,27 @@ def _mirror_axis(mask: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp]) -> flo
     first = np.argmax(mask[sample], axis=1)
     last = mask.shape[1] - 1 - np.argmax(mask[sample, ::-1], axis=1)
     return float(np.median((first + last) / 2))
+
+
+def _shoulder_reach(
+    columns_top: npt.NDArray[np.intp], axis: float, half_width: float, shoulder_dx: float
+) -> float:
+    """How far from the axis the garment's top still lies on the shoulders: the column just inside the
+    nearer armhole (see :data:`ARMHOLE_DROP`), or ``inf`` when neither side has one before ``shoulder_dx``
+    (sleeves, or shoulders sloping gently into them)."""
+    window = max(2, round(ARMHOLE_WINDOW * half_width))
+    offsets = np.arange(round(ARMHOLE_SEARCH_FROM * half_width), round(shoulder_dx) + window + 1)
+    reach = np.inf
+    for sign in (-1, 1):
+        columns = np.clip(np.round(axis + sign * offsets).astype(np.intp), 0, len(columns_top) - 1)
+        tops = columns_top[columns].astype(np.float64)
+        drop = tops[window:] - tops[:-window]
+        steep = np.flatnonzero(drop > ARMHOLE_DROP * half_width)
+        if steep.size:
+            # The column before the edge's largest single step: the last one on the strap.
+            step = int(np.argmax(np.diff(tops[steep[0] : steep[0] + window + 1])))
+            reach = min(reach, float(offsets[steep[0] + step]))
+    return reach
 
 
 def _sleeve_tips(

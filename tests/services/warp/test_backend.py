@@ -77,6 +77,55 @@ def test_upper_body_landmarks_sit_on_the_drawn_tshirt() -> None:
         assert 0.2 * height <= y <= 0.37 * height, side
 
 
+def _sleeveless_dress(strap_edges: tuple[int, int] = (150, 175)) -> np.ndarray:
+    """A sleeveless dress's silhouette on a 768 x 1024 photo, its axis at x = 384: straps from y = 100 (a
+    round neck between them) down to the armholes' bottom at y = 300, the bodice 400 px wide below them,
+    the skirt flaring to the hem at y = 1000. ``strap_edges``: each strap's outer edge from the axis, the
+    person's right and left, inside the columns where the shoulder landmarks sit (0.85 x 200 = 170 px)
+    or not."""
+    mask = np.zeros((1024, 768), np.uint8)
+    axis = 384
+    bodice_and_skirt = [(axis - 200, 300), (axis + 200, 300), (axis + 300, 1000), (axis - 300, 1000)]
+    cv2.fillPoly(mask, [np.array(bodice_and_skirt)], 255)
+    mask[100:301, axis - strap_edges[0] : axis + strap_edges[1] + 1] = 255
+    cv2.ellipse(mask, (axis, 100), (60, 50), 0, 0, 180, 0, -1)
+    return mask
+
+
+@pytest.mark.parametrize("strap_edges", [(150, 175), (180, 160), (150, 150)])
+def test_a_sleeveless_garments_shoulders_are_its_straps_top_not_its_armholes(
+    strap_edges: tuple[int, int],
+) -> None:
+    """Where a shoulder landmark's column is in an armhole, the height is read on the straps: the
+    armhole's bottom (y = 300) lifted the dress by 200 px, its round neck up to the chin."""
+    landmarks = find_landmarks(_sleeveless_dress(strap_edges), GarmentCategory.DRESS)
+    for side in ("left", "right"):
+        x, y = landmarks[f"{side}_shoulder"]
+        assert y == pytest.approx(100, abs=4), side
+        # The columns (the width fit) stay: 0.85 of the bodice's half-width, in the armholes.
+        assert abs(x - 384) > max(strap_edges), side
+    assert landmarks["left_shoulder"][0] + landmarks["right_shoulder"][0] == pytest.approx(2 * 384, abs=2)
+
+
+def test_a_tshirts_shoulder_slope_is_no_armhole() -> None:
+    mask = garment_mask(GarmentCategory.UPPER_BODY)
+    landmarks = find_landmarks(mask, GarmentCategory.UPPER_BODY)
+    for side in ("left", "right"):
+        x, y = landmarks[f"{side}_shoulder"]
+        assert y == pytest.approx(np.argmax(mask[:, round(x)] > 127), abs=2), side
+
+
+def test_a_sleeveless_dress_hangs_from_the_shoulders(warper: GarmentWarper) -> None:
+    garment = np.full((1024, 768, 4), 255, np.uint8)
+    garment[..., :3] = (200, 90, 30)
+    garment[..., 3] = _sleeveless_dress()
+    warped = warper.run(
+        WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET, category=GarmentCategory.DRESS)
+    ).warped_garment
+    ys, _ = np.nonzero(warped[..., 3] > 127)
+    assert 240 <= ys.min() <= 300  # the straps on the shoulders (y = 300, their top ~30 px above)
+
+
 def test_thin_plate_spline_maps_control_points_exactly() -> None:
     rng = np.random.default_rng(0)
     source = rng.uniform(0, 500, size=(8, 2))
