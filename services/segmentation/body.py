@@ -79,6 +79,9 @@ BARE_LEG_WIDTH = 0.75
 #: The shoulders' tops (see :attr:`BodyShapes.shoulder_tops`) rise this many body units above the torso's
 #: top edge at the neck's side.
 SHOULDER_TOP_RISE = 0.15
+#: A dress may reach this many body units beside the ankles (plus half their distance): a full skirt's
+#: hem. Narrower, a flared dress's skirt was cut along the legs' capsules below the knees, in steps.
+SKIRT_FLARE = 1.3
 
 
 def _fixed(points: Points) -> npt.NDArray[np.int32]:
@@ -134,6 +137,7 @@ class BodyShapes:
     above_hips: Points  # half-plane above the hip joints
     pelvis: Points  # waist to crotch: where trousers or a skirt start
     skirt: Points  # hips flaring out to below the knees: a dress's skirt
+    flare: Points  # hips flaring out to below the ankles, as wide as a full skirt: where a dress may reach
     below_mid_thigh: Points  # half-plane a top's hem never reaches
     below_high_waist: Points  # half-plane trousers never start above
     below_high_waist_strip: Points  # half-plane a little lower: the strip between is the high waist's edge
@@ -237,6 +241,12 @@ def body_shapes(points: npt.ArrayLike) -> BodyShapes:
     skirt = np.array(
         [at(rh, -0.26, 0.0), at(lh, 0.26, 0.0), hem + side * hem_half_width, hem - side * hem_half_width]
     )
+    flare_half_width = SKIRT_FLARE * unit + 0.5 * abs(float(np.dot(la - ra, side)))
+    flare_hem = at(ankle_mid, 0.0, -0.15)
+    flare = np.array(
+        [at(rh, -0.3, 0.0), at(lh, 0.3, 0.0), flare_hem + side * flare_half_width,
+         flare_hem - side * flare_half_width]
+    )  # fmt: skip
 
     def arm(shoulder: int, elbow: int, wrist: int) -> list[Capsule]:
         # It starts a little down the upper arm: the shoulder cap belongs to the torso (and to sleeves).
@@ -289,6 +299,7 @@ def body_shapes(points: npt.ArrayLike) -> BodyShapes:
         above_hips=half_plane(hip_mid, above=True),
         pelvis=pelvis,
         skirt=skirt,
+        flare=flare,
         below_mid_thigh=half_plane(hip_mid + 0.55 * (knee_mid - hip_mid), above=False),
         below_high_waist=half_plane(at(hip_mid, 0.0, 0.6), above=False),
         below_high_waist_strip=half_plane(at(hip_mid, 0.0, 0.52), above=False),
@@ -413,11 +424,13 @@ def category_reach(
     growth: float = 0.2,
     carve_hands_feet: bool = True,
     leg_width: float = 1.0,
+    flared: bool = True,
 ) -> BoolMask:
     """Where a new garment of ``category`` may reach on this body, whatever the worn one covers.
 
     Tops: the torso, the shoulders' tops (a high neckline) and both arms (long sleeves), down to mid-thigh
-    (long tops); bottoms: waist to ankles; dresses: shoulders to ankles with the arms. Grown by
+    (long tops); bottoms: waist to ankles; dresses: shoulders to ankles with the arms, and (``flared``)
+    a full skirt's flare down to below the ankles. Grown by
     ``growth`` x ``unit`` (loose cuts). The rest of the head column is never reached, nor (unless
     ``carve_hands_feet`` is off) the hands' and feet's capsules. The legs are ``leg_width`` times as wide
     as their capsules (:data:`BARE_LEG_WIDTH`: the legs themselves).
@@ -432,7 +445,8 @@ def category_reach(
         reach = draw_polygons(frame, shapes.pelvis) | draw_capsules(frame, legs)
         reach &= draw_polygons(frame, shapes.below_high_waist)
     else:
-        reach = draw_polygons(frame, shapes.torso, shapes.pelvis, shapes.skirt, *shapes.shoulder_tops)
+        skirt = (shapes.skirt, shapes.flare) if flared else (shapes.skirt,)
+        reach = draw_polygons(frame, shapes.torso, shapes.pelvis, *skirt, *shapes.shoulder_tops)
         reach |= draw_capsules(frame, arms + legs)
     radius = max(1, round(growth * shapes.unit * frame.scale))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -461,7 +475,7 @@ def body_outline(shapes: BodyShapes, category: GarmentCategory, frame: Frame, gr
     close the gap between them, and a skirt's cloth there read as body that every pair of trousers leaves
     bare (a dress covers it: there it stays).
     """
-    outline = category_reach(shapes, category, frame, growth=growth, leg_width=BARE_LEG_WIDTH)
+    outline = category_reach(shapes, category, frame, growth=growth, leg_width=BARE_LEG_WIDTH, flared=False)
     if category is not GarmentCategory.LOWER_BODY:
         return outline
     right, left = shapes.legs["right"], shapes.legs["left"]

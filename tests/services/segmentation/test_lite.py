@@ -114,6 +114,24 @@ def test_a_dress_continues_above_the_high_waist_and_trousers_do_not() -> None:
     assert not _continues_above_high_waist(high_waisted, person, shapes)
 
 
+def test_a_dress_may_reach_a_full_skirts_hem_beside_the_ankles() -> None:
+    """A flared dress is far wider than the legs below the knees: cut to their capsules, its skirt ended
+    in steps along them. The reach flares out to a full skirt's hem; what a dress replaces and the body's
+    outline (beyond which a worn skirt stands off the body) do not grow with it."""
+    shapes = body_shapes(_standing_person())
+    frame = Frame(*GEOMETRY_SHAPE)
+    dress = category_reach(shapes, GarmentCategory.DRESS, frame, carve_hands_feet=False)
+    outline = body_outline(shapes, GarmentCategory.DRESS, frame, OFF_BODY_GROWTH)
+    replaced = category_regions(shapes, GarmentCategory.DRESS, frame).target
+    trousers = category_reach(shapes, GarmentCategory.LOWER_BODY, frame)
+    ankles_mid = 144  # the ankles at x = 123 and 165, y = 350; the body unit is 77 px
+    for row, out in ((340, 95), (300, 80), (250, 60)):  # below the knees, out to a flared hem
+        for x in (ankles_mid - out, ankles_mid + out):
+            assert dress[row, x], (row, x)
+            assert not (outline[row, x] or replaced[row, x] or trousers[row, x]), (row, x)
+    assert not dress[GEOMETRY_SHAPE[0] - 1, 5]  # not the whole frame's bottom
+
+
 def test_a_dress_may_reach_around_the_hands_when_they_are_not_carved() -> None:
     """The lite backend carves only the hands' own pixels (the person mask) out of a new garment's reach:
     the capsule around a hand by the hip also holds backdrop, where a wide skirt shows."""
