@@ -151,6 +151,13 @@ ELBOW_BEND_MIN = 15.0
 ELBOW_SPLIT_MAX = 0.85
 #: A bent sleeve is placed by a spline through a grid of its points, this many across its width.
 SLEEVE_GRID_ACROSS = 3.0
+#: A long sleeve laid flat is a tube pressed flat, half its girth wide; worn round an arm and seen from the
+#: front it spans its diameter, 2 / pi of that (a close fit; a loose one drapes a little wider). It is
+#: narrowed across its axis to that, but never below :data:`SLEEVE_WORN_MIN` of the shoulders' width (the
+#: garment's shoulder points on the body): an arm and some ease. Laid flat at the torso's scale, the
+#: floral top's sleeves were ~1.7 times as wide as 01861's arms.
+SLEEVE_WORN_SHARE = 2.0 / np.pi
+SLEEVE_WORN_MIN = 0.3
 #: Slits narrower than this share of the shoulders' width between the torso and a long sleeve are closed
 #: with the garment's colour (the fabric under the arm; see :func:`_close_seams`).
 SEAM_CLOSE = 0.1
@@ -1155,9 +1162,11 @@ def warp_in_layers(
             continue
         direction = _upper_arm(name, keypoints, scale * axis_length)
         band_width: float | None = None
+        squash = _identity()
         if direction is None:
             # A long sleeve (or no arm to hang on): it turns rigidly about the seam at the shoulders' height
-            # onto its cuff's target, fitted along the arm (shoulder, elbow, wrist), at the torso's scale.
+            # onto its cuff's target, fitted along the arm (shoulder, elbow, wrist), at the torso's scale,
+            # and narrowed across to its width worn.
             pivot = np.array([seam_x, landmarks[name.replace("sleeve", "shoulder")][1]])
             pivot_target = torso_placement(pivot[None])[0]
             turn = complex(*(tip_target - pivot_target)) / complex(*np.subtract(tip, pivot))
@@ -1171,6 +1180,11 @@ def warp_in_layers(
                 continue
             x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
             box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
+            if _upper_arm(name, keypoints, 0.0) is not None:  # worn on an arm found, longer than it
+                flat_width = scale * _tube_width(sleeve[box], (x0, y0), pivot, np.subtract(tip, pivot))
+                worn_min = SLEEVE_WORN_MIN * float(np.hypot(*(pairs[1][1] - pairs[0][1])))
+                narrower = min(1.0, max(SLEEVE_WORN_SHARE, worn_min / max(flat_width, 1e-6)))
+                squash = _squash_across(pivot, np.subtract(tip, pivot), narrower)
         else:
             # A short sleeve hangs from the shoulder's edge along the upper arm: it turns about its seam's
             # top (where the torso puts it) until its axis (seam's middle -> cuff) runs along the arm. Worn,
@@ -1197,7 +1211,7 @@ def warp_in_layers(
             )
         if not np.isfinite(abs(turn)) or abs(turn) < 1e-6:
             continue
-        matrix = _rigid(turn, scale, pivot, pivot_target)
+        matrix = _compose(_rigid(turn, scale, pivot, pivot_target), squash)
         # The sleeve's antialiased rim (alpha <= 127, not in the component) goes with it, or it would stay
         # on the torso's layer as a faint outline of the sleeve laid flat.
         pad = RIM_PIXELS if band_width is not None else 0
@@ -1208,7 +1222,7 @@ def warp_in_layers(
         rim = cv2.dilate(sleeve[rim_box].astype(np.uint8), np.ones((2 * pad + 1,) * 2, np.uint8)).astype(bool)
         torso_alpha[rim_box][rim & (sign * (columns[rim_box[1]] - axis) > torso_half)[None, :]] = 0
         if band_width is None:
-            bend = _elbow_bend(name, keypoints, sleeve, tip, pivot, pivot_target, scale)
+            bend = _elbow_bend(name, keypoints, sleeve, tip, pivot, pivot_target, scale, squash)
             if bend is not None:
                 garment_points = _sleeve_grid(sleeve, pivot, tip)
                 sleeve_alpha = np.where(sleeve, alpha, 0).astype(np.uint8)
@@ -1334,6 +1348,11 @@ def _close_seams(
         colours = cv2.inpaint(
             np.ascontiguousarray(patch[..., :3]), (~opaque).astype(np.uint8), 3, cv2.INPAINT_TELEA
         )
+        # The slit is the torso's side, under the arm: its fabric continues there, mirrored along each row
+        # (a stripe carries on; Telea's blend of the two sides was a grey smear across striped tops).
+        # Telea fills what no row reaches.
+        mirrored, found = _mirrored_along_rows(patch[..., :3], torso[box][inner] & (patch[..., 3] == 255))
+        colours[found] = mirrored[found]
         patch[slit, :3] = colours[slit]
         patch[slit, 3] = 255
         # The layers' antialiased edges along the slit become opaque over the fill, or they would show a
@@ -1343,6 +1362,29 @@ def _close_seams(
         share = patch[rim, 3:4].astype(np.float32) / 255.0
         patch[rim, :3] = np.round(patch[rim, :3] * share + colours[rim] * (1.0 - share)).astype(np.uint8)
         patch[rim, 3] = 255
+
+
+def _mirrored_along_rows(
+    rgb: npt.NDArray[np.uint8], source: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Each pixel's colour mirrored about the nearest ``source`` pixel in its row (the source pixel as far
+    inside that edge as the pixel is outside it; the edge's own where the source is narrower), and
+    whether its row had a source pixel."""
+    height, width = source.shape
+    columns = np.broadcast_to(np.arange(width)[None, :], (height, width))
+    before = np.maximum.accumulate(np.where(source, columns, -1), axis=1)
+    after = np.minimum.accumulate(np.where(source, columns, width)[:, ::-1], axis=1)[:, ::-1]
+    gap_before = np.where(before >= 0, columns - before, width + 1)
+    gap_after = np.where(after < width, after - columns, width + 1)
+    edge = np.where(gap_before <= gap_after, before, after)
+    found = np.minimum(gap_before, gap_after) <= width
+    edge = np.clip(edge, 0, width - 1)
+    mirror = 2 * edge - columns + np.sign(columns - edge)  # the first pixel past the edge takes the edge's
+    inside = (mirror >= 0) & (mirror < width)
+    mirror = np.clip(mirror, 0, width - 1)
+    rows = np.broadcast_to(np.arange(height)[:, None], (height, width))
+    column = np.where(inside & source[rows, mirror], mirror, edge)
+    return rgb[rows, column], found
 
 
 def _distance_to(region: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
@@ -1396,6 +1438,7 @@ def _elbow_bend(
     pivot: npt.NDArray[np.float64],
     pivot_target: npt.NDArray[np.float64],
     scale: float,
+    squash: npt.NDArray[np.float64] | None = None,
 ) -> _ElbowBend | None:
     """Where the points of a long sleeve go on an arm bent at the elbow, or None where the arm is nearly
     straight (one rigid turn is as good), the sleeve ends near the elbow, or the elbow or wrist was not
@@ -1404,7 +1447,8 @@ def _elbow_bend(
     Two rigid placements at the torso's ``scale``, both taking the elbow's point on the sleeve (its
     distance from the seam's top ``pivot`` along the sleeve's axis is the upper arm's length) to the elbow:
     the upper arm's turns about ``pivot`` (placed at ``pivot_target``) onto shoulder -> elbow, the
-    forearm's about the elbow onto elbow -> wrist.
+    forearm's about the elbow onto elbow -> wrist. ``squash`` (garment -> garment, keeping the sleeve's
+    axis) narrows the sleeve first.
     """
     if keypoints is None:
         return None
@@ -1429,8 +1473,13 @@ def _elbow_bend(
     distance, across = offsets @ along, offsets @ np.array([-along[1], along[0]])
     at_elbow = np.abs(distance - split) < 2.0
     width = float(np.ptp(across[at_elbow])) if at_elbow.any() else float(np.ptp(across))
-    upper = _Affine(_rigid(complex(*upper_arm) / complex(*along), scale, pivot, pivot_target))
-    lower = _Affine(_rigid(complex(*forearm) / complex(*along), scale, pivot + split * along, elbow))
+    squash = _identity() if squash is None else squash
+    upper = _Affine(
+        _compose(_rigid(complex(*upper_arm) / complex(*along), scale, pivot, pivot_target), squash)
+    )
+    lower = _Affine(
+        _compose(_rigid(complex(*forearm) / complex(*along), scale, pivot + split * along, elbow), squash)
+    )
     return _ElbowBend(upper, lower, pivot, along, split, width)
 
 
@@ -1461,6 +1510,25 @@ def _rigid(
     matrix = np.array([[rotation.real, -rotation.imag, 0.0], [rotation.imag, rotation.real, 0.0]])
     matrix[:, 2] = target - matrix[:, :2] @ source
     return matrix
+
+
+def _identity() -> npt.NDArray[np.float64]:
+    return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def _squash_across(
+    origin: npt.NDArray[np.float64], axis: npt.NDArray[np.float64], factor: float
+) -> npt.NDArray[np.float64]:
+    """The 2 x 3 matrix that scales distances across the line through ``origin`` along ``axis`` by
+    ``factor``, keeping the line (and distances along it)."""
+    across = np.array([-axis[1], axis[0]]) / max(float(np.hypot(*axis)), 1e-9)
+    linear = np.eye(2) - (1.0 - factor) * np.outer(across, across)
+    return np.hstack([linear, (origin - linear @ origin)[:, None]])
+
+
+def _compose(outer: npt.NDArray[np.float64], inner: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The 2 x 3 matrix of ``outer`` after ``inner``."""
+    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
 
 
 def _warp_part(
@@ -1520,6 +1588,27 @@ def _sleeve_width(
     distance_along = offsets @ along
     outer = offsets[distance_along >= 0.5 * distance_along.max()]
     across = outer @ np.array([-along[1], along[0]])
+    low, high = np.percentile(across, (2, 98))
+    return float(high - low)
+
+
+def _tube_width(
+    sleeve: npt.NDArray[np.bool_],
+    origin: tuple[int, int],
+    start: npt.NDArray[np.float64],
+    toward: npt.NDArray[np.float64],
+) -> float:
+    """A long sleeve's width laid flat (garment-photo pixels): across its own direction (the principal
+    axis of its outer half, from ``start`` ``toward`` its tip), not across the line from the seam's corner
+    to the cuff, which a sleeve hanging at an angle to it crosses obliquely."""
+    points = cv2.findNonZero(sleeve.astype(np.uint8))[::4, 0].astype(np.float64) + origin
+    distance = (points - start) @ (np.asarray(toward) / max(float(np.hypot(*toward)), 1e-9))
+    outer = points[distance >= 0.5 * distance.max()]
+    if len(outer) < 3:
+        return 0.0
+    centred = outer - outer.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    across = centred @ vectors[:, 0]  # the smaller eigenvalue's axis: across the sleeve
     low, high = np.percentile(across, (2, 98))
     return float(high - low)
 

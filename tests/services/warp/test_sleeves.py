@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from services.warp.backend import GarmentWarper
-from tests.imagegen import two_tone_tshirt
+from services.warp import backend
+from services.warp.backend import GarmentWarper, _mirrored_along_rows
+from tests.imagegen import outline_mask, two_tone_tshirt
 from tryon.types import KP, WarpInput
 
 TARGET = (1024, 768)
@@ -214,3 +215,81 @@ def test_long_sleeves_on_arms_held_out_leave_no_slit_at_the_seam() -> None:
     # The sleeves are still there, out along the arms: the fill is under the arm, not over it.
     for side in ("right", "left"):
         assert len(_sleeve_pixels(warped, side)) > 3000
+
+
+def _long_sleeved_top(cuff_outer: float) -> np.ndarray:
+    """A long-sleeved top laid flat with its sleeves hanging beside the torso (a small gap under each arm),
+    each sleeve widening to a cuff from ``cuff_outer`` to 0.28 of the photo's width (mirrored): torso
+    colour inside x 0.30-0.70, sleeve colour beyond."""
+    left = [(0.30, 0.30), (0.28, 0.30), (0.28, 0.85), (cuff_outer, 0.85), (0.20, 0.16), (0.30, 0.10)]
+    right = [(1.0 - x, y) for x, y in reversed(left)]
+    neck = [(0.36, 0.08), (0.44, 0.06), (0.50, 0.12), (0.56, 0.06), (0.64, 0.08)]
+    mask = outline_mask([*neck, *right, (0.70, 0.92), (0.30, 0.92), *left], (768, 1024)) > 0
+    image = np.full((1024, 768, 3), 245, np.uint8)
+    image[mask] = TORSO
+    columns = np.arange(768)[None, :]
+    image[mask & ((columns < 0.30 * 768 - 1) | (columns > 0.70 * 768 + 1))] = SLEEVE
+    return image
+
+
+def _forearm_width(garment: np.ndarray, side: str) -> float:
+    """The warped sleeve's width across the forearm, half-way from the elbow to the wrist."""
+    warped = (
+        GarmentWarper()
+        .run(WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET))
+        .warped_garment
+    )
+    elbow, wrist = np.array(ELBOWS[side]), np.array((170.0, 680.0) if side == "right" else (598.0, 680.0))
+    along = (wrist - elbow) / np.linalg.norm(wrist - elbow)
+    offsets = _sleeve_pixels(warped, side) - elbow
+    distance, across = offsets @ along, offsets @ np.array([-along[1], along[0]])
+    assert distance.max() >= 0.9 * np.linalg.norm(wrist - elbow)  # down the forearm to the wrist
+    return float(np.ptp(across[np.abs(distance - 0.5 * np.linalg.norm(wrist - elbow)) < 3]))
+
+
+@pytest.mark.parametrize(
+    ("cuff_outer", "worn_share"),
+    [(0.04, 2.0 / np.pi), (0.22, 1.0)],  # ~210 px wide laid flat at the torso's scale; ~60 px
+)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_long_sleeve_is_as_wide_worn_round_an_arm_as_its_diameter(
+    side: str, cuff_outer: float, worn_share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Laid flat, a sleeve is a tube pressed flat: half its girth wide. Worn and seen from the front it
+    spans its diameter, 2 / pi of that, but no less than 0.3 of the shoulders' width (an arm and some
+    ease): a sleeve already narrower than that is not narrowed."""
+    garment = _long_sleeved_top(cuff_outer)
+    worn = _forearm_width(garment, side)
+    monkeypatch.setattr(backend, "SLEEVE_WORN_SHARE", 1.0)
+    flat = _forearm_width(garment, side)
+    assert worn / flat == pytest.approx(worn_share, abs=0.06), (worn, flat)
+
+
+def test_the_slit_under_the_arm_is_filled_with_the_torsos_fabric(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slit closed between a long sleeve held out and the torso is the torso's side, under the arm: it
+    continues the torso's fabric along each row (mirrored), so a stripe carries on. Telea's blend of both
+    sides was a smear of their colours (a grey band down each side of a striped top)."""
+    keypoints = _keypoints()
+    keypoints[KP["right_elbow"]] = (150.0, 480.0, 0.9)
+    keypoints[KP["right_wrist"]] = (90.0, 640.0, 0.9)
+    keypoints[KP["left_elbow"]] = (618.0, 480.0, 0.9)
+    keypoints[KP["left_wrist"]] = (678.0, 640.0, 0.9)
+    inputs = WarpInput(garment=two_tone_tshirt(long_sleeves=True), keypoints=keypoints, target_size=TARGET)
+    closed = GarmentWarper().run(inputs).warped_garment
+    monkeypatch.setattr(backend, "_close_seams", lambda *args: None)
+    open_ = GarmentWarper().run(inputs).warped_garment
+    slit = (closed[..., 3] > 127) & (open_[..., 3] <= 127)
+    assert slit.sum() > 300
+    assert _near(closed, TORSO)[slit].mean() > 0.9
+
+
+def test_a_row_is_continued_mirrored_from_its_nearest_source_pixel() -> None:
+    rgb = np.zeros((3, 10, 3), np.uint8)
+    rgb[:, :, 0] = np.arange(10)[None, :] * 10  # each column its own red
+    source = np.zeros((3, 10), bool)
+    source[0, :4] = True  # a row continued to the right: 4 <- 3, 5 <- 2, ... past the source: its edge
+    source[1, 6:] = True  # ... to the left: 5 <- 6, 4 <- 7
+    mirrored, found = _mirrored_along_rows(rgb, source)
+    assert list(mirrored[0, 4:8, 0]) == [30, 20, 10, 0] and list(mirrored[0, 8:, 0]) == [30, 30]
+    assert list(mirrored[1, 3:6, 0]) == [80, 70, 60]
+    assert found[:2].all() and not found[2].any()  # no source pixel in the last row
