@@ -827,15 +827,27 @@ def _sleeve_tips(
     mask: npt.NDArray[np.bool_], axis: float, half_width: float, landmarks: dict[str, Point], hem_y: float
 ) -> dict[str, Point]:
     """Each sleeve's tip (the middle of the sleeve's pixels farthest from its shoulder), when the sleeve
-    stands out of the torso's band; nothing for sleeveless tops."""
+    stands out of the torso's band; nothing for sleeveless tops.
+
+    The sleeve is the part of the silhouette beyond the band that is joined to the shoulder: a peplum's
+    or a flared hem's sides stand out of the band too, apart from it (their corners, farther from the
+    shoulder than the cuff, put a puff sleeve's tip in the air below it).
+    """
     tips: dict[str, Point] = {}
-    ys, xs = np.nonzero(mask[: int(hem_y)])
+    upper = mask[: int(hem_y)]
+    columns = np.arange(mask.shape[1])[None, :]
     for side, sign in (("left", -1.0), ("right", 1.0)):
-        outside = sign * (xs - axis) > 1.1 * half_width
-        if outside.sum() < SLEEVE_MIN_PIXELS_FRACTION * mask.sum():
+        beyond = (upper & (sign * (columns - axis) > 1.1 * half_width)).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(beyond, connectivity=8)
+        large = stats[:, cv2.CC_STAT_AREA] >= SLEEVE_MIN_PIXELS_FRACTION * mask.sum()
+        large[0] = False  # the background
+        if not large.any():
             continue
+        ys, xs = np.nonzero(large[labels])
         shoulder = np.array(landmarks[f"{side}_shoulder"])
-        points = np.stack([xs[outside], ys[outside]], axis=1).astype(np.float64)
+        nearest = int(np.argmin(np.hypot(xs - shoulder[0], ys - shoulder[1])))
+        joined = labels[ys, xs] == labels[ys[nearest], xs[nearest]]
+        points = np.stack([xs[joined], ys[joined]], axis=1).astype(np.float64)
         distance = np.hypot(*(points - shoulder).T)
         end = points[distance >= np.percentile(distance, 90)].mean(axis=0)  # the middle of its end
         tips[f"{side}_sleeve"] = (float(end[0]), float(end[1]))

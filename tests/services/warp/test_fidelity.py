@@ -122,6 +122,31 @@ def test_long_sleeves_laid_along_the_body_are_not_torso() -> None:
     assert landmarks["left_sleeve"][1] > 700 and landmarks["right_sleeve"][1] > 700
 
 
+def test_a_peplums_flare_is_not_taken_for_the_sleeves_end() -> None:
+    """An off-shoulder top with puff sleeves and a peplum: the peplum's flared sides stand out of the
+    torso's band too, apart from the sleeves and farther from the shoulders than the cuffs. Counted with
+    the sleeve, they put its tip in the air below the cuff, and the sleeve stuck out as a wing."""
+    left = [
+        (0.30, 0.55),
+        (0.16, 0.72),
+        (0.26, 0.80),  # the peplum flaring out below the waist, its hem
+    ]
+    sleeve = [(0.28, 0.52), (0.10, 0.52), (0.12, 0.30)]  # the puff sleeve, cuff at y = 0.52
+    outline = [
+        *[(1.0 - x, y) for x, y in reversed(sleeve)],
+        (0.70, 0.55),
+        *[(1.0 - x, y) for x, y in left[1:]],
+        *reversed(left[1:]),
+        (0.30, 0.55),
+        *sleeve,
+    ]
+    landmarks = find_landmarks(outline_mask(outline, (768, 1024)), GarmentCategory.UPPER_BODY)
+    for side, columns in (("left", (0.08, 0.30)), ("right", (0.70, 0.92))):
+        x, y = landmarks[f"{side}_sleeve"]
+        assert columns[0] * 768 <= x <= columns[1] * 768, side
+        assert 0.40 * 1024 <= y <= 0.53 * 1024, side  # at the cuff, not below it
+
+
 def _cut_top(length: float) -> np.ndarray:
     """The drawn T-shirt cut to ``length`` shoulder widths below its shoulders (a regular top: 1.95)."""
     photo = draw_garment(GarmentCategory.UPPER_BODY)
