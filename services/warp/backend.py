@@ -1193,7 +1193,8 @@ def warp_in_layers(
             x0, y0, box_width, box_height = cv2.boundingRect(sleeve.astype(np.uint8))
             box = (slice(y0, y0 + box_height), slice(x0, x0 + box_width))
             if _upper_arm(name, keypoints, 0.0) is not None:  # worn on an arm found, longer than it
-                flat_width = scale * _tube_width(sleeve[box], (x0, y0), pivot, np.subtract(tip, pivot))
+                toward_tip = np.subtract(tip, pivot) / max(float(np.hypot(*np.subtract(tip, pivot))), 1e-9)
+                flat_width = scale * _sleeve_width(sleeve[box], (x0, y0), pivot, toward_tip, own_axis=True)
                 worn_min = SLEEVE_WORN_MIN * float(np.hypot(*(pairs[1][1] - pairs[0][1])))
                 narrower = min(1.0, max(SLEEVE_WORN_SHARE, worn_min / max(flat_width, 1e-6)))
                 squash = _squash_across(pivot, np.subtract(tip, pivot), narrower)
@@ -1590,37 +1591,24 @@ def _upper_arm(name: str, keypoints: Keypoints | None, length: float) -> npt.NDA
 def _sleeve_width(
     sleeve: npt.NDArray[np.bool_],
     origin: tuple[int, int],
-    seam_middle: npt.NDArray[np.float64],
+    start: npt.NDArray[np.float64],
     along: npt.NDArray[np.float64],
+    *,
+    own_axis: bool = False,
 ) -> float:
-    """The sleeve's width across its axis over its outer half (garment-photo pixels): what it spans around
-    the arm, seen from the front."""
+    """The sleeve's width over its outer half (garment-photo pixels, by ``along`` from ``start``): what it
+    spans around the arm, seen from the front. Across ``along``, or (``own_axis``) across the outer half's
+    own direction, its principal axis: a long sleeve hanging at an angle to the line from the seam's
+    corner to the cuff crosses that line obliquely."""
     points = cv2.findNonZero(sleeve.astype(np.uint8))[::4, 0]  # every 4th pixel: the extent is all it needs
-    offsets = (points + origin).astype(np.float64) - seam_middle
+    offsets = (points + origin).astype(np.float64) - start
     distance_along = offsets @ along
     outer = offsets[distance_along >= 0.5 * distance_along.max()]
-    across = outer @ np.array([-along[1], along[0]])
-    low, high = np.percentile(across, (2, 98))
-    return float(high - low)
-
-
-def _tube_width(
-    sleeve: npt.NDArray[np.bool_],
-    origin: tuple[int, int],
-    start: npt.NDArray[np.float64],
-    toward: npt.NDArray[np.float64],
-) -> float:
-    """A long sleeve's width laid flat (garment-photo pixels): across its own direction (the principal
-    axis of its outer half, from ``start`` ``toward`` its tip), not across the line from the seam's corner
-    to the cuff, which a sleeve hanging at an angle to it crosses obliquely."""
-    points = cv2.findNonZero(sleeve.astype(np.uint8))[::4, 0].astype(np.float64) + origin
-    distance = (points - start) @ (np.asarray(toward) / max(float(np.hypot(*toward)), 1e-9))
-    outer = points[distance >= 0.5 * distance.max()]
-    if len(outer) < 3:
-        return 0.0
-    centred = outer - outer.mean(axis=0)
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    across = centred @ vectors[:, 0]  # the smaller eigenvalue's axis: across the sleeve
+    if own_axis and len(outer) >= 3:
+        centred = outer - outer.mean(axis=0)
+        across = centred @ np.linalg.eigh(centred.T @ centred)[1][:, 0]  # the smaller eigenvalue's axis
+    else:
+        across = outer @ np.array([-along[1], along[0]])
     low, high = np.percentile(across, (2, 98))
     return float(high - low)
 
