@@ -133,6 +133,14 @@ BARE_SKIN_MIN_GARMENT = 0.25
 BARE_SKIN_STRIDE = 4
 #: A kept piece's pixels darker than this share of its median luminance are no skin (a strap's edge).
 STRAP_DARKNESS = 0.55
+#: Straps (:func:`strap_lines`): pixels this many grey levels darker than the closing of the luminance by
+#: a square this share of the photo's long side (3 px at least) are a thin dark line; such lines joined
+#: to the worn garment are sought this far from it (share of the long side). A strap's stretch over a
+#: shoulder, outside the category's region, stayed on the new garment's shoulder; a stretch antialiased
+#: half into the skin passed the colour tests and cut the rest off from the garment.
+STRAP_CONTRAST = 30.0
+STRAP_WIDTH = 0.005
+STRAP_REACH = 0.3
 WARMUP_SIZE = (256, 192)
 #: FaceMesh cheek and nose-bridge points: skin, away from eyes, brows, lips and hair.
 FACE_SKIN_POINTS = (50, 280, 101, 330, 205, 425, 6, 197)
@@ -403,6 +411,35 @@ def bare_skin(
     return bare
 
 
+def strap_lines(person: RGBImage, garment: BoolMask, allowed: BoolMask, skin_model: SkinModel) -> BoolMask:
+    """The thin dark lines over skin in ``allowed`` joined to the worn ``garment``: its straps' stretches
+    where the replaced region does not reach (over a shoulder, along an arm's edge), a few pixels wide,
+    the skin's colour half mixed into them. Found as what a closing of the luminance by a square
+    :data:`STRAP_WIDTH` of the long side fills by :data:`STRAP_CONTRAST` grey levels (a dark valley
+    narrower than the square) with skin (``skin_model``) within that square, up to :data:`STRAP_REACH`
+    from the garment; grown by a pixel for their antialiased edge. Over skin only: the seams, pockets
+    and prints of the other garments are thin dark lines too."""
+    if not garment.any():
+        return np.zeros_like(garment)
+    long_side = max(person.shape[:2])
+    top, left, box_height, box_width = _box_of(garment, margin=round(STRAP_REACH * long_side))
+    box = slice(top, top + box_height), slice(left, left + box_width)
+    luma = cv2.cvtColor(np.ascontiguousarray(person[box]), cv2.COLOR_RGB2GRAY)
+    size = max(3, round(STRAP_WIDTH * long_side)) | 1
+    square = np.ones((size, size), np.uint8)
+    thin_dark = cv2.morphologyEx(luma, cv2.MORPH_BLACKHAT, square) > STRAP_CONTRAST
+    thin_dark &= cv2.dilate(skin_model.mask(np.ascontiguousarray(person[box])).astype(np.uint8), square) > 0
+    # Where a strap meets the garment, the closing fills less (the garment's dark is beside it): the line
+    # is taken as joined within the square's size of the garment.
+    edge = cv2.dilate(garment[box].astype(np.uint8), np.ones((size + 2, size + 2), np.uint8)).astype(bool)
+    # Joined through any thin dark pixels: a strap's stretch inside the replaced region (too fine for
+    # GrabCut's garment) links its stretch over the shoulder to the garment.
+    lines = components_touching(thin_dark, edge) & allowed[box]
+    straps = np.zeros_like(garment)
+    straps[box] = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & allowed[box]
+    return straps
+
+
 def _box_of(mask: BoolMask, *, margin: int) -> tuple[int, int, int, int]:
     """(top, left, height, width) of ``mask``'s bounding box grown by ``margin``, inside the frame."""
     x, y, box_width, box_height = cv2.boundingRect(mask.view(np.uint8))
@@ -501,6 +538,15 @@ class LiteSegmentation:
         replace &= ~bare
         on_person = person_mask & ~face_mask
         hands = hands_in_front(person, shapes, full, skin_model, on_person)
+        if category is not GarmentCategory.LOWER_BODY:
+            # A top's or a dress's thin straps, wherever they run above the waist (on kept skin, outside the
+            # category's region): replaced with the garment, and past the person's outline with its rim
+            # (below). Below the waist a skin-coloured skirt's or trousers' print is thin dark lines
+            # joined to the top.
+            allowed = on_person & ~hands & draw_polygons(full, shapes.above_waist)
+            straps = strap_lines(person, estimate.grown_garment, allowed, skin_model)
+            bare &= ~straps
+            replace |= straps
         replace |= garment_beside_the_hands(person, shapes, full, skin_model, replace, on_person, hands)
         lower = category is GarmentCategory.LOWER_BODY
         if lower and _continues_above_high_waist(garment, person_mask, shapes):

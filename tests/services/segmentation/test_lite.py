@@ -46,6 +46,7 @@ from services.segmentation.lite import (
     garment_beside_the_hands,
     hands_in_front,
     in_front_of_garments,
+    strap_lines,
 )
 from tests.imagegen import person_photo
 from tryon.types import (
@@ -221,6 +222,34 @@ def test_bare_skin_inside_the_region_is_kept_and_the_straps_are_not(strap: tuple
     assert kept[60:80, 100:140].all()  # the highlight stays with the chest around it
     assert not kept[40:120, 60:63].any()  # the strap
     assert not (kept & estimate.grown_garment).any()
+
+
+def test_a_thin_strap_joined_to_the_worn_top_is_found_wherever_it_runs() -> None:
+    """A worn top's strap runs up from it over the chest and the shoulder (out of the replaced region and
+    past the person mask's edge), a stretch of it antialiased half into the skin; GrabCut's garment is
+    the top's body only. The whole strap is found, but not a hair's strand apart from the top nor the
+    inside of a broad shadow on the top's edge."""
+    photo = np.full((1024, 768, 3), 235, np.uint8)
+    photo[100:1000, 200:560] = SKIN_RGB
+    photo[400:1000, 200:560] = (30, 30, 35)  # the worn top
+    photo[150:400, 300:303] = (30, 30, 35)  # its strap, three pixels wide
+    photo[250:280, 300:303] = (128, 105, 95)  # ... antialiased half into the skin for a stretch
+    photo[200:350, 450:452] = (40, 30, 25)  # a strand of hair, clear of the top
+    photo[300:400, 500:530] = (60, 50, 45)  # a broad shadow on the top's edge
+    garment = np.zeros((1024, 768), bool)
+    garment[400:1000, 200:560] = True
+    model = fit_skin_model(np.array([SKIN_RGB] * 50, np.uint8))
+    straps = strap_lines(photo, garment, np.ones_like(garment), model)
+    assert straps[150:400, 300:303].all()
+    assert not straps[200:350, 449:453].any()
+    assert not straps[310:390, 506:524].any()
+    allowed = np.ones_like(garment)
+    allowed[:, :301] = False
+    assert not strap_lines(photo, garment, allowed, model)[:, :301].any()  # only where allowed
+    # ... but joined to the garment through what is not: the strap's stretch in the replaced region.
+    allowed = np.ones_like(garment)
+    allowed[300:400] = False
+    assert strap_lines(photo, garment, allowed, model)[150:300, 300:303].all()
 
 
 def test_no_skin_is_kept_when_no_worn_garment_was_found() -> None:
