@@ -79,6 +79,8 @@ MIN_FACE_FRACTION = 0.06
 BACKDROP_MATCH = 30.0
 #: The spline map is evaluated every this many pixels of the person frame, then interpolated.
 MAP_GRID_STEP = 8
+#: Runs of a trouser's row narrower than this share of the silhouette's width are specks, not legs.
+LEG_SPECK = 0.03
 #: Keypoints below this confidence are treated as missing.
 MIN_CONFIDENCE = 0.05
 #: Garment shoulders sit slightly outside the shoulder joints (the joint is inside the body's outline).
@@ -591,17 +593,25 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
             "left_waist": (axis - waist_half, waist_y),
             "right_waist": (axis + waist_half, waist_y),
         }
+        columns = np.flatnonzero(mask.any(axis=0))
+        speck = LEG_SPECK * float(columns[-1] - columns[0] + 1)
         for name, fraction in (("knee", 0.55), ("hem", 0.97)):
             y = top + fraction * garment_height
-            runs = runs_at(y)
+            # A speck the separation left beside a leg, or a rip's threads, is no leg: the runs narrower
+            # than a speck are left out, and the legs are the runs either side of the widest gap between
+            # the others (a rip splits a leg into runs too). A speck as the row's last run put a leg's
+            # centre on the trousers' edge.
+            runs = [run for run in runs_at(y) if len(run) > speck]
             if len(runs) >= 2:  # two legs: each leg's centre
-                left, right = runs[0], runs[-1]
-                landmarks[f"left_{name}"] = ((left[0] + left[-1]) / 2, y)
-                landmarks[f"right_{name}"] = ((right[0] + right[-1]) / 2, y)
+                split = int(np.argmax([after[0] - before[-1] for before, after in itertools.pairwise(runs)]))
+                left = (runs[0][0], runs[split][-1])
+                right = (runs[split + 1][0], runs[-1][-1])
+                landmarks[f"left_{name}"] = ((left[0] + left[1]) / 2, y)
+                landmarks[f"right_{name}"] = ((right[0] + right[1]) / 2, y)
             elif runs and name == "hem":  # a skirt: the hem's quarter points
-                quarter = (runs[0][-1] - runs[0][0]) / 4
+                quarter = (runs[-1][-1] - runs[0][0]) / 4
                 landmarks["left_hem"] = (runs[0][0] + quarter, y)
-                landmarks["right_hem"] = (runs[0][-1] - quarter, y)
+                landmarks["right_hem"] = (runs[-1][-1] - quarter, y)
         if "left_hem" not in landmarks:
             landmarks["left_hem"] = (axis - waist_half, bottom - 0.03 * garment_height)
             landmarks["right_hem"] = (axis + waist_half, bottom - 0.03 * garment_height)
