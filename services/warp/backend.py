@@ -125,6 +125,14 @@ NECKLINE_UNIQUE = 1.3
 NECKLINE_RIVAL_GAP = 0.2
 #: The inner back is cut this far (fraction of the neck's radius) below the front neckline found.
 NECKLINE_MARGIN = 0.03
+#: A neckline with a collar (one :func:`inner_back` finds) lies on the neck's base: its corners this
+#: fraction of the shoulder joints' distance either side of their middle (the sample people's necks are
+#: 0.13-0.15 of it wide at the sides; a tee's crew neck, 16-18 cm across on 32-35 cm between the joints,
+#: 0.25) and this fraction above them (where the neck meets the shoulders' slope: 0.15-0.2). The
+#: similarity through the shoulders alone put a loose top's collar up to twice as wide as the neck and
+#: below its base, a crew neck worn as a scoop neck. (0.2 wide bent the print below the collar more.)
+NECK_HALF_WIDTH = 0.25
+NECK_RISE = 0.2
 #: A sleeve's seam is its rows within this many columns of its side at the cut (the torso's side).
 SEAM_COLUMNS = 3
 #: A short sleeve hanging along the arm is at most this fraction of the shoulders' width (the garment's
@@ -205,9 +213,11 @@ class GarmentWarper:
         refuse_person_photo(inputs.garment)
         garment_rgb, alpha = separate_garment(inputs.garment)
         landmarks = find_landmarks(alpha, inputs.category)
+        neckline = None
         if inputs.category is not GarmentCategory.LOWER_BODY:
-            alpha = without_inner_back(garment_rgb, alpha, landmarks)
-        pairs = body_targets(landmarks, inputs.keypoints, inputs.category, alpha > 127)
+            neckline = inner_back(garment_rgb, alpha, landmarks)
+            alpha = without_inner_back(alpha, neckline)
+        pairs = body_targets(landmarks, inputs.keypoints, inputs.category, alpha > 127, neckline)
         warped = warp_in_layers(garment_rgb, alpha, landmarks, pairs, (height, width), inputs.keypoints)
         return WarpOutput(
             warped_garment=warped,
@@ -781,12 +791,9 @@ def inner_back(
     return best[1]
 
 
-def without_inner_back(
-    rgb: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8], landmarks: dict[str, Point]
-) -> npt.NDArray[np.uint8]:
-    """``alpha`` with the inner back (:func:`inner_back`) transparent: from the silhouette's top down to
-    the front neckline, which is antialiased over a pixel."""
-    neckline = inner_back(rgb, alpha, landmarks)
+def without_inner_back(alpha: npt.NDArray[np.uint8], neckline: Neckline | None) -> npt.NDArray[np.uint8]:
+    """``alpha`` with the inner back (``neckline`` from :func:`inner_back`) transparent: from the
+    silhouette's top down to the front neckline, which is antialiased over a pixel."""
     if neckline is None:
         return alpha
     height, width = alpha.shape
@@ -924,6 +931,7 @@ def body_targets(
     keypoints: Keypoints,
     category: GarmentCategory,
     silhouette: npt.NDArray[np.bool_] | None = None,
+    neckline: Neckline | None = None,
 ) -> list[tuple[Point, npt.NDArray[np.float64]]]:
     """(garment point, person point) correspondences for the spline, anchors first.
 
@@ -933,9 +941,11 @@ def body_targets(
     own length. Dresses: shoulders, the hem at the dress's own length (never below the ankles; a dress
     longer than that is narrowed, see :func:`_dress_narrowing`). Trousers and skirts: the waistband
     above the hips, each leg's centre to its knee and ankle. ``silhouette`` (the garment's mask in its
-    photo) keeps a narrowed dress as wide as the hips.
+    photo) keeps a narrowed dress as wide as the hips. A ``neckline`` (a collar's, :func:`inner_back`)
+    goes on the neck's base, see :func:`_neck_targets`.
     """
     bends: list[tuple[str, npt.NDArray[np.float64]]] = []
+    neck_pairs: list[tuple[Point, npt.NDArray[np.float64]]] = []
     if category is GarmentCategory.LOWER_BODY:
         right_hip, left_hip = _require(keypoints, "right_hip", "left_hip")
         waist_left, waist_right = _spread(right_hip, left_hip, HIP_OUTSET)
@@ -964,6 +974,8 @@ def body_targets(
         )
         source = (landmarks["left_shoulder"], landmarks["right_shoulder"])
         similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
+        if neckline is not None:
+            neck_pairs = _neck_targets(neckline, right_shoulder, left_shoulder, _scale(similarity))
         hips = [_point(keypoints, "right_hip"), _point(keypoints, "left_hip")]
         if hips[0] is not None and hips[1] is not None:
             hip_left, hip_right = _spread(hips[0], hips[1], HIP_OUTSET)
@@ -1019,10 +1031,38 @@ def body_targets(
         (landmarks[name], target) for name, target in anchors
     ]
     pairs += [(landmarks[name], target) for name, target in bends]
+    pairs += neck_pairs
     used = {name for name, _ in (*anchors, *bends)}
+    if neck_pairs:  # the "neckline" landmark is the inner back's top, now transparent and behind the neck
+        used.add("neckline")
     # Every other landmark follows the similarity: it keeps the spline from folding the garment elsewhere.
     pairs += [(point, _apply(similarity, point)) for name, point in landmarks.items() if name not in used]
     return pairs
+
+
+def _neck_targets(
+    neckline: Neckline,
+    right_shoulder: npt.NDArray[np.float64],
+    left_shoulder: npt.NDArray[np.float64],
+    scale: float,
+) -> list[tuple[Point, npt.NDArray[np.float64]]]:
+    """(garment point, person point) pairs putting a collar's corners on the neck's base and its front
+    neckline as deep below them as the photo's, relative to its width. A collar is never widened (a
+    neckline narrower than the neck's base, at the shoulders' ``scale``, keeps its width)."""
+    across = left_shoulder - right_shoulder  # the person's right shoulder is on the photo's left
+    width = float(np.linalg.norm(across))
+    if width <= 0:
+        return []
+    along = across / width
+    up = np.array([along[1], -along[0]])
+    base = (right_shoulder + left_shoulder) / 2 + NECK_RISE * width * up
+    half = min(NECK_HALF_WIDTH * width, scale * neckline.radius)
+    depth = neckline.depth / neckline.radius * half
+    return [
+        ((neckline.centre - neckline.radius, neckline.top), base - half * along),
+        ((neckline.centre + neckline.radius, neckline.top), base + half * along),
+        ((neckline.centre, neckline.top + neckline.depth), base - depth * up),
+    ]
 
 
 def _dress_narrowing(

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 
 from services.warp.backend import (
+    NECK_HALF_WIDTH,
+    NECK_RISE,
     GarmentWarper,
     find_landmarks,
     inner_back,
     separate_garment,
     without_inner_back,
 )
-from tests.services.warp.test_fidelity import TARGET, _keypoints
+from tests.services.warp.test_fidelity import SHOULDER_Y, TARGET, _keypoints
 from tryon.types import GarmentCategory, WarpInput
 
 BACKDROP = (245, 245, 245)
@@ -30,14 +32,20 @@ CENTRE, RADIUS, NECK_Y, DEPTH = 384, 54, 120, 40  # the neckline: the neck point
 LABEL_BOX = (slice(134, 146), slice(372, 397))
 
 
-def _tshirt(inner_back_shows: bool = True, stripes: bool = False) -> np.ndarray:
+def _tshirt(
+    inner_back_shows: bool = True,
+    stripes: bool = False,
+    radius: int = RADIUS,
+    depth: int = DEPTH,
+    shoulders_y: int = 160,
+) -> np.ndarray:
     photo = np.full((1024, 768, 3), BACKDROP, np.uint8)
     outline = np.array(
         [
-            (CENTRE - RADIUS, NECK_Y), (CENTRE, NECK_Y + 8), (CENTRE + RADIUS, NECK_Y),  # the back's collar
-            (520, 160), (640, 300), (585, 350), (520, 280),  # shoulder, sleeve
+            (CENTRE - radius, NECK_Y), (CENTRE, NECK_Y + 8), (CENTRE + radius, NECK_Y),  # the back's collar
+            (520, shoulders_y), (640, 300), (585, 350), (520, 280),  # shoulder, sleeve
             (520, 760), (248, 760),  # the hem
-            (248, 280), (183, 350), (128, 300), (248, 160),  # the other sleeve, shoulder
+            (248, 280), (183, 350), (128, 300), (248, shoulders_y),  # the other sleeve, shoulder
         ],
         np.int32,
     )  # fmt: skip
@@ -47,8 +55,8 @@ def _tshirt(inner_back_shows: bool = True, stripes: bool = False) -> np.ndarray:
         for y in range(0, 1024, 16):
             photo[y : y + 6][silhouette[y : y + 6]] = (40, 40, 90)
     if inner_back_shows:
-        xs = np.arange(CENTRE - RADIUS + 1, CENTRE + RADIUS)
-        front_y = NECK_Y + DEPTH * np.sqrt(1.0 - ((xs - CENTRE) / RADIUS) ** 2)
+        xs = np.arange(CENTRE - radius + 1, CENTRE + radius)
+        front_y = NECK_Y + depth * np.sqrt(1.0 - ((xs - CENTRE) / radius) ** 2)
         tops = np.argmax(np.any(photo != BACKDROP, axis=2), axis=0)
         for x, y in zip(xs, front_y, strict=True):
             photo[tops[x] : int(y), x] = INSIDE
@@ -59,7 +67,7 @@ def _tshirt(inner_back_shows: bool = True, stripes: bool = False) -> np.ndarray:
 def _alpha_without_inner_back(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rgb, alpha = separate_garment(photo)
     landmarks = find_landmarks(alpha, GarmentCategory.UPPER_BODY)
-    return alpha, without_inner_back(rgb, alpha, landmarks)
+    return alpha, without_inner_back(alpha, inner_back(rgb, alpha, landmarks))
 
 
 def test_the_front_neckline_is_found_where_the_inner_back_ends() -> None:
@@ -102,3 +110,40 @@ def test_the_warped_top_carries_no_label() -> None:
     inside_coloured = np.all(np.abs(warped[..., :3].astype(int) - INSIDE) < 12, axis=2)
     assert (opaque & label_coloured).sum() == 0
     assert (opaque & inside_coloured).sum() < 20
+
+
+def _collar(radius: int, depth: int = DEPTH, shoulders_y: int = 160) -> tuple[int, int, int]:
+    """The warped top's collar on the body: its corners' height (the highest rows either side of the
+    axis), the opening's width between them, and the front neckline's height on the axis."""
+    garment = _tshirt(radius=radius, depth=depth, shoulders_y=shoulders_y)
+    inputs = WarpInput(garment, _keypoints(), TARGET, GarmentCategory.UPPER_BODY)
+    opaque = GarmentWarper().run(inputs).warped_garment[..., 3] > 127
+    tops = np.where(opaque.any(axis=0), np.argmax(opaque, axis=0), TARGET[0])
+    left = CENTRE - 150 + int(np.argmin(tops[CENTRE - 150 : CENTRE]))
+    right = CENTRE + int(np.argmin(tops[CENTRE : CENTRE + 150]))
+    return (int(tops[left]) + int(tops[right])) // 2, right - left, int(tops[CENTRE])
+
+
+SHOULDERS_WIDTH = 240  # the body's (``_keypoints``)
+
+
+@pytest.mark.parametrize(
+    ("radius", "depth", "shoulders_y"), [(80, DEPTH, 160), (RADIUS, DEPTH, 160), (80, 28, 130)]
+)
+def test_a_wide_collar_is_worn_on_the_neck_base(radius: int, depth: int, shoulders_y: int) -> None:
+    """A loose top's collar, fitted through the shoulders alone, was up to twice as wide as the neck and
+    below its base (a crew neck worn as a scoop neck); it lies on the neck's base, its front neckline as
+    deep below its corners as the photo's, relative to its width. Flat shoulders (130) and a shallow
+    neckline put the back's top, where the similarity puts it, below the front neckline's place: followed,
+    it folded the front neckline down to a narrow U."""
+    corners_y, width, front_y = _collar(radius, depth, shoulders_y)
+    neck_half = NECK_HALF_WIDTH * SHOULDERS_WIDTH
+    assert abs(width - 2 * neck_half) <= 12
+    assert abs(corners_y - (SHOULDER_Y - NECK_RISE * SHOULDERS_WIDTH)) <= 6
+    assert abs(front_y - corners_y - depth / radius * neck_half) <= 8
+
+
+def test_a_narrow_collar_is_not_widened() -> None:
+    corners_y, width, _ = _collar(30)
+    assert width < 2 * NECK_HALF_WIDTH * SHOULDERS_WIDTH - 20
+    assert abs(corners_y - (SHOULDER_Y - NECK_RISE * SHOULDERS_WIDTH)) <= 6
