@@ -14,8 +14,10 @@ pipeline at 1024 px; the measures, per pair:
   (``cv2.estimateAffinePartial2D``) through them: its inlier count and its scale against the silhouette's
   scale ``sqrt(warped area / photo silhouette area)``. The
   photo silhouette comes from an independent GrabCut seeded by the photo's border, not from the warp's own
-  separation, so a separation that loses part of the garment shows as a wrong scale. A garment is
-  "printed" when its silhouette holds at least :data:`PRINTED_MIN_KEYPOINTS` strong SIFT keypoints.
+  separation, so a separation that loses part of the garment shows as a wrong scale. The warped area is the
+  whole garment's: the warp runs once more into the person's frame padded on every side, so a garment
+  hanging out of the photo (a long top on a person cut at the hips) is not taken for a smaller one. A
+  garment is "printed" when its silhouette holds at least :data:`PRINTED_MIN_KEYPOINTS` strong SIFT keypoints.
 - **smear**: share of the uncovered fill (mask pixels the garment does not cover) whose colour is far
   (CIE Lab distance > :data:`SMEAR_DISTANCE`) from every colour of the surfaces next to the mask nearby
   (the flat pixels of the ring around the replaced region, in the same and neighbouring tiles of the
@@ -49,9 +51,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tryon import imaging
-from tryon.pipeline import TryOnPipeline, load_image
+from tryon.pipeline import TryOnPipeline, load_image, prepare_garment
 from tryon.settings import load_stage_settings
-from tryon.types import BackendKind, GarmentCategory, StageInputError
+from tryon.types import BackendKind, GarmentCategory, StageInputError, WarpInput
 from tryon.vision.fidelity import garment_silhouette, print_match, smear_share
 
 try:  # the worn-garment estimate, for the residue measure (moved by the lite segmentation's split)
@@ -82,6 +84,10 @@ COVERAGE_MIN = 0.85
 INLIERS_MIN = 12
 SCALE_RANGE = (0.8, 1.25)
 SMEAR_MAX = 0.10
+#: The whole warped garment is measured in the frame padded by this fraction of its height on every side
+#: (a top on a photo cut at the chest may hang that far below it), at this fraction of its size.
+AREA_PAD = 1.0
+AREA_SCALE = 0.5
 RESIDUE_MAX = 0.15
 PRINTED_MIN_KEYPOINTS = 60
 EVAL_LONG_SIDE = 1024
@@ -144,6 +150,26 @@ def worn_garment(person: npt.NDArray[np.uint8], person_mask: BoolMask, category:
     return estimate_garment(person, person_mask, shapes, category, GENERIC_SKIN_MODEL).garment
 
 
+def warped_area(
+    pipeline: TryOnPipeline,
+    garment: npt.NDArray[np.uint8],
+    keypoints: npt.NDArray[np.float32],
+    size: tuple[int, int],
+    category: GarmentCategory,
+) -> float:
+    """The warped garment's whole area (alpha > 127) on the person, inside the frame and out of it, in the
+    frame's pixels: the warp once more, into the frame padded by :data:`AREA_PAD` of its height on every
+    side at :data:`AREA_SCALE` of its size (the area is as exact to 1 %, at a quarter of the pixels)."""
+    pad = AREA_PAD * size[0] * AREA_SCALE
+    scaled = keypoints.copy()
+    scaled[:, :2] = scaled[:, :2] * AREA_SCALE + pad  # confidence (column 2) says which are missing
+    padded = (round(size[0] * AREA_SCALE + 2 * pad), round(size[1] * AREA_SCALE + 2 * pad))
+    warp = pipeline.backends["warp"].run(
+        WarpInput(garment=prepare_garment(garment), keypoints=scaled, target_size=padded, category=category)
+    )
+    return float((warp.warped_garment[..., 3] > 127).sum()) / AREA_SCALE**2
+
+
 def evaluate(
     pipeline: TryOnPipeline,
     set_name: str,
@@ -180,7 +206,10 @@ def evaluate(
     keypoints, inliers, scale = print_match(garment_rgb, silhouette, image, region)
     record.garment_keypoints, record.inliers, record.print_scale = keypoints, inliers, scale
     record.printed = keypoints >= PRINTED_MIN_KEYPOINTS
-    record.silhouette_scale = float(np.sqrt(alpha.sum() / max(1, silhouette.sum())))
+    whole_area = warped_area(
+        pipeline, garment, result.pose.keypoints, (image.shape[0], image.shape[1]), category
+    )
+    record.silhouette_scale = float(np.sqrt(whole_area / max(1, silhouette.sum())))
     record.scale_ratio = scale / record.silhouette_scale if record.silhouette_scale > 0 and scale else 0.0
 
     record.smear = smear_share(image, replace, replace & ~alpha)
