@@ -128,9 +128,10 @@ NECKLINE_MARGIN = 0.03
 #: A neckline with a collar (one :func:`inner_back` finds) lies on the neck's base: its corners this
 #: fraction of the shoulder joints' distance either side of their middle (the sample people's necks are
 #: 0.13-0.15 of it wide at the sides; a tee's crew neck, 16-18 cm across on 32-35 cm between the joints,
-#: 0.25) and this fraction above them (where the neck meets the shoulders' slope: 0.15-0.2). The
-#: similarity through the shoulders alone put a loose top's collar up to twice as wide as the neck and
-#: below its base, a crew neck worn as a scoop neck. (0.2 wide bent the print below the collar more.)
+#: 0.25) and this fraction above them (where the neck meets the shoulders' slope: 0.15-0.2), or higher
+#: where the similarity puts it higher. The similarity through the shoulders alone put a loose top's
+#: collar up to twice as wide as the neck and below its base, a crew neck worn as a scoop neck. (0.2 wide
+#: bent the print below the collar more.)
 NECK_HALF_WIDTH = 0.25
 NECK_RISE = 0.2
 #: A sleeve's seam is its rows within this many columns of its side at the cut (the torso's side).
@@ -975,7 +976,7 @@ def body_targets(
         source = (landmarks["left_shoulder"], landmarks["right_shoulder"])
         similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
         if neckline is not None:
-            neck_pairs = _neck_targets(neckline, right_shoulder, left_shoulder, _scale(similarity))
+            neck_pairs = _neck_targets(neckline, right_shoulder, left_shoulder, similarity)
         hips = [_point(keypoints, "right_hip"), _point(keypoints, "left_hip")]
         if hips[0] is not None and hips[1] is not None:
             hip_left, hip_right = _spread(hips[0], hips[1], HIP_OUTSET)
@@ -1044,23 +1045,31 @@ def _neck_targets(
     neckline: Neckline,
     right_shoulder: npt.NDArray[np.float64],
     left_shoulder: npt.NDArray[np.float64],
-    scale: float,
+    similarity: npt.NDArray[np.float64],
 ) -> list[tuple[Point, npt.NDArray[np.float64]]]:
     """(garment point, person point) pairs putting a collar's corners on the neck's base and its front
     neckline as deep below them as the photo's, relative to its width. A collar is never widened (a
-    neckline narrower than the neck's base, at the shoulders' ``scale``, keeps its width)."""
+    neckline narrower than the neck's base, at the ``similarity``'s scale, keeps its width) nor lowered
+    (one the similarity puts higher, its shoulders sloping up to it, stays there: the neck's base is an
+    estimate, and lowered the collar bared the shoulders' top)."""
     across = left_shoulder - right_shoulder  # the person's right shoulder is on the photo's left
     width = float(np.linalg.norm(across))
     if width <= 0:
         return []
     along = across / width
     up = np.array([along[1], -along[0]])
-    base = (right_shoulder + left_shoulder) / 2 + NECK_RISE * width * up
-    half = min(NECK_HALF_WIDTH * width, scale * neckline.radius)
+    middle = (right_shoulder + left_shoulder) / 2
+    corners = [
+        (neckline.centre - neckline.radius, neckline.top),
+        (neckline.centre + neckline.radius, neckline.top),
+    ]
+    placed = np.mean([float(np.dot(_apply(similarity, corner) - middle, up)) for corner in corners])
+    base = middle + max(NECK_RISE * width, placed) * up
+    half = min(NECK_HALF_WIDTH * width, _scale(similarity) * neckline.radius)
     depth = neckline.depth / neckline.radius * half
     return [
-        ((neckline.centre - neckline.radius, neckline.top), base - half * along),
-        ((neckline.centre + neckline.radius, neckline.top), base + half * along),
+        (corners[0], base - half * along),
+        (corners[1], base + half * along),
         ((neckline.centre, neckline.top + neckline.depth), base - depth * up),
     ]
 
