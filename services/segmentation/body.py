@@ -494,11 +494,22 @@ def _legs(shapes: BodyShapes, width: float) -> list[Capsule]:
     ]
 
 
+def lower_garment_underneath(shapes: BodyShapes, frame: Frame) -> BoolMask:
+    """Where the lower garment goes on under a worn top that hangs over it: below a regular waistband.
+
+    Above it, between a short new top and the trousers, is a bare midriff (:func:`skin_underneath`):
+    extended up to the natural waist, a skirt's waistband tucked under the old top stood over the belly as
+    a smeared band.
+    """
+    return draw_polygons(frame, shapes.below_waistband)
+
+
 def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame) -> BoolMask:
     """Where bare skin is under a worn garment that the new one leaves uncovered.
 
-    The arms; for tops and dresses the torso above the waist (a neckline, a midriff); for bottoms and
-    dresses the legs below the hips.
+    The arms; for dresses the torso above the waist (a neckline, a midriff), for tops down to a regular
+    waistband (trousers under a long top start there, see ``REPLACE_BELOW``; above it, between a short new
+    top and the trousers, is a bare midriff); for bottoms and dresses the legs below the hips.
     """
     skin = draw_capsules(frame, shapes.arms["right"] + shapes.arms["left"])
     if category is not GarmentCategory.UPPER_BODY:
@@ -506,5 +517,9 @@ def skin_underneath(shapes: BodyShapes, category: GarmentCategory, frame: Frame)
         # or loose trousers cover beside them is the backdrop.
         skin |= draw_capsules(frame, _legs(shapes, BARE_LEG_WIDTH)) & ~draw_polygons(frame, shapes.above_hips)
     if category is not GarmentCategory.LOWER_BODY:
-        skin |= draw_polygons(frame, shapes.torso) & draw_polygons(frame, shapes.above_waist)
+        if category is GarmentCategory.UPPER_BODY:
+            above = ~lower_garment_underneath(shapes, frame)
+        else:
+            above = draw_polygons(frame, shapes.above_waist)
+        skin |= draw_polygons(frame, shapes.torso) & above
     return skin

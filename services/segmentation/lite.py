@@ -54,6 +54,7 @@ from services.segmentation.body import (
     category_regions,
     draw_capsules,
     draw_polygons,
+    lower_garment_underneath,
     skin_underneath,
 )
 from services.segmentation.garment import (
@@ -577,8 +578,8 @@ class LiteSegmentation:
         # (like an old sleeve on an arm).
         clothing[replace & regions.neck & ~draw_polygons(full, shapes.torso)] = mask_kinds.REPLACE_LIMB
         if category is GarmentCategory.UPPER_BODY:
-            below_waist = ~draw_polygons(full, shapes.above_waist)
-            clothing[replace & below_waist & ~regions.arms] = mask_kinds.REPLACE_BELOW
+            underneath = lower_garment_underneath(shapes, full)
+            clothing[replace & underneath & ~regions.arms] = mask_kinds.REPLACE_BELOW
         # The old garment away from the body (a flared skirt, cloth between the legs): the backdrop is
         # behind it. Drawn like the reach, grown less: the body's own outline plus a close-fitting cut.
         near_body = body_outline(shapes, category, quarter, growth=OFF_BODY_GROWTH)

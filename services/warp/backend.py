@@ -105,6 +105,14 @@ SHOULDER_LIFT = 0.10
 ARMHOLE_DROP = 0.3
 ARMHOLE_WINDOW = 0.05
 ARMHOLE_SEARCH_FROM = 0.2
+#: A sleeveless garment's straps (its top inside the armholes, within this fraction of the torso's
+#: half-width of the highest point there) lie on the middle of the shoulders: this fraction of the shoulder
+#: joints' distance either side of their middle, halfway between the neck's side (0.13-0.15) and the
+#: shoulder's edge (0.62, :data:`SHOULDER_OUTSET`). Laid on the shoulders' edges like a sleeved top's
+#: shoulder seams, a camisole's straps came out 1.2 times as far apart as the joints and its body 1.5 times
+#: as wide as the chest: a flat garment is half its girth wide, and worn, its sides turn away out of view.
+STRAP_TOLERANCE = 0.1
+STRAP_HALF_WIDTH = 0.38
 #: Inner back (:func:`inner_back`): the neck points are sought this far from the axis (fractions of half the
 #: shoulder landmarks' distance); the neck is at least this wide (its radius, same fraction); the
 #: shoulders fall from the neck points by at least this share of its radius over half a radius outward.
@@ -656,7 +664,8 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     # landmark columns may fall in an armhole, whose bottom would be taken for the shoulder and lift the
     # garment by the armhole's depth (a sleeveless dress's neckline on the chin). Its height is then read
     # on the straps, inside the armholes; the landmarks keep their columns, so the width fit is the same.
-    on_shoulder = min(shoulder_dx, _shoulder_reach(columns_top, axis, half_width, shoulder_dx))
+    reach = _shoulder_reach(columns_top, axis, half_width, shoulder_dx)
+    on_shoulder = min(shoulder_dx, reach)
     shoulder_y = (top_at(axis - on_shoulder) + top_at(axis + on_shoulder)) / 2
     hem_y = torso_bottom - 0.02 * (torso_bottom - top + 1)
     hem_half = half_width_at(hem_y) or half_width
@@ -669,6 +678,11 @@ def find_landmarks(alpha: npt.NDArray[np.uint8], category: GarmentCategory) -> d
     }
     if category is GarmentCategory.UPPER_BODY:
         landmarks.update(_sleeve_tips(mask, axis, max(half_width, hem_half), landmarks, hem_y))
+    if np.isfinite(reach) and not any(name.endswith("_sleeve") for name in landmarks):
+        strap_dx = _strap_offset(columns_top, axis, half_width, reach)
+        strap_y = (top_at(axis - strap_dx) + top_at(axis + strap_dx)) / 2
+        landmarks["left_strap"] = (axis - strap_dx, strap_y)
+        landmarks["right_strap"] = (axis + strap_dx, strap_y)
     return landmarks
 
 
@@ -841,6 +855,24 @@ def _shoulder_reach(
     return reach
 
 
+def _strap_offset(columns_top: npt.NDArray[np.intp], axis: float, half_width: float, reach: float) -> float:
+    """How far from the axis a sleeveless garment's straps lie: halfway between the armhole (``reach``,
+    :func:`_shoulder_reach`) and the strap's inner edge, the first column out from the axis whose top is
+    within :data:`STRAP_TOLERANCE` of the torso's half-width of the highest inside the armhole; averaged
+    over both sides. A thin strap standing up is those columns alone; a wide one, sloping down from the
+    neck to the armhole, all of its width."""
+    offsets = np.arange(round(ARMHOLE_SEARCH_FROM * half_width), round(reach) + 1)
+    if len(offsets) == 0:
+        return reach
+    middles = []
+    for sign in (-1, 1):
+        columns = np.clip(np.round(axis + sign * offsets).astype(np.intp), 0, len(columns_top) - 1)
+        tops = columns_top[columns]
+        inner_edge = offsets[np.argmax(tops <= tops.min() + STRAP_TOLERANCE * half_width)]
+        middles.append((inner_edge + reach) / 2)
+    return float(np.mean(middles))
+
+
 def _sleeve_tips(
     mask: npt.NDArray[np.bool_], axis: float, half_width: float, landmarks: dict[str, Point], hem_y: float
 ) -> dict[str, Point]:
@@ -967,13 +999,18 @@ def body_targets(
         similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
     else:
         right_shoulder, left_shoulder = _require(keypoints, "right_shoulder", "left_shoulder")
-        shoulder_left, shoulder_right = _spread(right_shoulder, left_shoulder, SHOULDER_OUTSET)
         lift = SHOULDER_LIFT * float(np.linalg.norm(left_shoulder - right_shoulder))
-        anchors = (
-            ("left_shoulder", shoulder_left - (0, lift)),
-            ("right_shoulder", shoulder_right - (0, lift)),
-        )
-        source = (landmarks["left_shoulder"], landmarks["right_shoulder"])
+        if "left_strap" in landmarks:  # sleeveless: the straps on the middle of the shoulders
+            middle = (right_shoulder + left_shoulder) / 2
+            half = STRAP_HALF_WIDTH * (left_shoulder - right_shoulder)
+            anchors = (("left_strap", middle - half - (0, lift)), ("right_strap", middle + half - (0, lift)))
+        else:
+            shoulder_left, shoulder_right = _spread(right_shoulder, left_shoulder, SHOULDER_OUTSET)
+            anchors = (
+                ("left_shoulder", shoulder_left - (0, lift)),
+                ("right_shoulder", shoulder_right - (0, lift)),
+            )
+        source = (landmarks[anchors[0][0]], landmarks[anchors[1][0]])
         similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
         if neckline is not None:
             neck_pairs = _neck_targets(neckline, right_shoulder, left_shoulder, similarity)

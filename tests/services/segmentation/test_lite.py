@@ -27,6 +27,7 @@ from services.segmentation.body import (
     draw_capsules,
     draw_feet,
     draw_polygons,
+    lower_garment_underneath,
     skin_underneath,
 )
 from services.segmentation.garment import (
@@ -327,6 +328,29 @@ def test_bare_legs_under_a_skirt_are_legs_not_the_room_left_for_trousers() -> No
     assert ((ends - starts) >= 0.2 * shapes.unit).all()
     # The arms are bare skin under a top's sleeves whatever the category.
     assert skin[int(points[13][1]), int(points[13][0])]
+
+
+def test_a_tops_midriff_is_skin_down_to_a_regular_waistband() -> None:
+    """Between a short new top and the trousers is bare skin down to a regular waistband, where the
+    trousers go on under an old long top; a dress's skin under the torso ends at the natural waist.
+    Extended up to the natural waist, a skirt's waistband tucked under the old top stood over the belly as
+    a smeared band."""
+    points = _standing_person()
+    shapes = body_shapes(points)
+    frame = Frame(*GEOMETRY_SHAPE)
+    top = skin_underneath(shapes, GarmentCategory.UPPER_BODY, frame)
+    dress = skin_underneath(shapes, GarmentCategory.DRESS, frame)
+    trousers = lower_garment_underneath(shapes, frame)
+    hips_x = round((points[23][0] + points[24][0]) / 2)
+    above_hips = np.arange(GEOMETRY_SHAPE[0]) < points[23][1]
+    midriff = np.flatnonzero(~draw_polygons(frame, shapes.above_waist)[:, hips_x] & above_hips)
+    # The natural waist down to the hips: skin, then the trousers from at least a quarter of the way down.
+    assert len(midriff) >= 20
+    assert top[midriff[: len(midriff) // 4], hips_x].all()
+    assert not trousers[midriff[: len(midriff) // 4], hips_x].any()
+    assert trousers[midriff[-3:], hips_x].all()
+    assert not (top & trousers)[:, hips_x].any()
+    assert not dress[midriff, hips_x].any()
 
 
 def test_loose_trousers_beside_the_legs_stand_off_the_body() -> None:

@@ -107,6 +107,61 @@ def test_a_sleeveless_garments_shoulders_are_its_straps_top_not_its_armholes(
     assert landmarks["left_shoulder"][0] + landmarks["right_shoulder"][0] == pytest.approx(2 * 384, abs=2)
 
 
+def _camisole() -> np.ndarray:
+    """A camisole's silhouette on a 768 x 1024 photo, its axis at x = 384: a bodice 400 px wide from its
+    V neckline (corners at y = 300, the V's point at y = 420) to the hem at y = 700, and two thin straps
+    (12 px) standing up from its top corners, their outer edges 176 px from the axis, to y = 120."""
+    mask = np.zeros((1024, 768), np.uint8)
+    axis = 384
+    bodice = [(axis - 200, 300), (axis, 420), (axis + 200, 300), (axis + 200, 700), (axis - 200, 700)]
+    cv2.fillPoly(mask, [np.array(bodice)], 255)
+    for sign in (-1, 1):
+        outer, inner = axis + sign * 176, axis + sign * 164
+        mask[120:330, min(outer, inner) : max(outer, inner) + 1] = 255
+    return mask
+
+
+def test_a_camisoles_straps_are_found_on_its_straps() -> None:
+    landmarks = find_landmarks(_camisole(), GarmentCategory.UPPER_BODY)
+    for side, sign in (("left", -1), ("right", 1)):
+        x, y = landmarks[f"{side}_strap"]
+        assert 160 <= sign * (x - 384) <= 180, side  # on the strap, 164-176 px out
+        assert y == pytest.approx(120, abs=4), side
+
+
+def test_a_wide_straps_middle_is_between_the_neck_and_the_armhole() -> None:
+    """The dress's straps run from its round neck (60 px from the axis) to the armholes (150 px)."""
+    landmarks = find_landmarks(_sleeveless_dress((150, 150)), GarmentCategory.DRESS)
+    assert landmarks["right_strap"][0] - 384 == pytest.approx(105, abs=6)
+    assert 384 - landmarks["left_strap"][0] == pytest.approx(105, abs=6)
+
+
+@pytest.mark.parametrize("category", [GarmentCategory.UPPER_BODY, GarmentCategory.DRESS])
+def test_a_sleeved_garment_has_no_straps(category: GarmentCategory) -> None:
+    landmarks = find_landmarks(garment_mask(category), category)
+    assert "left_strap" not in landmarks and "right_strap" not in landmarks
+
+
+def test_a_camisoles_straps_lie_on_the_middle_of_the_shoulders(warper: GarmentWarper) -> None:
+    """The shoulder joints are 300 px apart (x = 234 and 534): the straps land 0.38 of that either side
+    of their middle (x = 270 and 498), not on the shoulders' edges beyond the joints (x = 198 and 570),
+    where a sleeved top's shoulder seams go; and the bodice is no wider than the body's hips (x = 250 to
+    518) with its hem on them."""
+    garment = np.full((1024, 768, 4), 255, np.uint8)
+    garment[..., :3] = (230, 200, 60)
+    garment[..., 3] = _camisole()
+    warped = warper.run(WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET)).warped_garment
+    alpha = warped[..., 3] > 127
+    rows = np.flatnonzero(alpha.any(axis=1))
+    top_rows = alpha[rows[0] : rows[0] + 20]
+    columns = np.flatnonzero(top_rows.any(axis=0))
+    left, right = columns[columns < 384], columns[columns > 384]
+    assert abs(float(left.mean()) - 270) <= 15
+    assert abs(float(right.mean()) - 498) <= 15
+    bodice = np.flatnonzero(alpha.any(axis=0))
+    assert bodice[0] >= 250 - 25 and bodice[-1] <= 518 + 25
+
+
 def test_a_tshirts_shoulder_slope_is_no_armhole() -> None:
     mask = garment_mask(GarmentCategory.UPPER_BODY)
     landmarks = find_landmarks(mask, GarmentCategory.UPPER_BODY)
