@@ -1003,6 +1003,13 @@ def body_targets(
         if "left_strap" in landmarks:  # sleeveless: the straps on the middle of the shoulders
             middle = (right_shoulder + left_shoulder) / 2
             half = STRAP_HALF_WIDTH * (left_shoulder - right_shoulder)
+            # The shoulders' top rises from their edge to the neck's base: the straps lie on it, higher than
+            # a sleeved top's shoulder seams (on the line through the two, 0.165 of the joints' distance).
+            edge = 0.5 + SHOULDER_OUTSET
+            rise = NECK_RISE + (SHOULDER_LIFT - NECK_RISE) * (STRAP_HALF_WIDTH - NECK_HALF_WIDTH) / (
+                edge - NECK_HALF_WIDTH
+            )
+            lift = rise * float(np.linalg.norm(left_shoulder - right_shoulder))
             anchors = (("left_strap", middle - half - (0, lift)), ("right_strap", middle + half - (0, lift)))
         else:
             shoulder_left, shoulder_right = _spread(right_shoulder, left_shoulder, SHOULDER_OUTSET)

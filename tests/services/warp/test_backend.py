@@ -145,14 +145,16 @@ def test_a_sleeved_garment_has_no_straps(category: GarmentCategory) -> None:
 def test_a_camisoles_straps_lie_on_the_middle_of_the_shoulders(warper: GarmentWarper) -> None:
     """The shoulder joints are 300 px apart (x = 234 and 534): the straps land 0.38 of that either side
     of their middle (x = 270 and 498), not on the shoulders' edges beyond the joints (x = 198 and 570),
-    where a sleeved top's shoulder seams go; and the bodice is no wider than the body's hips (x = 250 to
-    518) with its hem on them."""
+    where a sleeved top's shoulder seams go; their tops on the shoulders' top there, 0.165 of it above the
+    joints (y = 250: the line from the shoulders' edge, 0.10 above, to the neck's base, 0.2 above); and
+    the bodice is no wider than the body's hips (x = 250 to 518) with its hem on them."""
     garment = np.full((1024, 768, 4), 255, np.uint8)
     garment[..., :3] = (230, 200, 60)
     garment[..., 3] = _camisole()
     warped = warper.run(WarpInput(garment=garment, keypoints=_keypoints(), target_size=TARGET)).warped_garment
     alpha = warped[..., 3] > 127
     rows = np.flatnonzero(alpha.any(axis=1))
+    assert abs(int(rows[0]) - 250) <= 6
     top_rows = alpha[rows[0] : rows[0] + 20]
     columns = np.flatnonzero(top_rows.any(axis=0))
     left, right = columns[columns < 384], columns[columns > 384]
