@@ -47,6 +47,14 @@ from tryon.vision.images import downscale
 
 #: Separation runs at this long side; the mask is then upsampled to the garment photo.
 SEPARATION_LONG_SIDE = 256
+#: A garment whose box (grown by SEPARATION_MARGIN of its long side, and by at least that many pixels of
+#: the separation's resolution) is this many times smaller than the photo is separated once more on that
+#: box alone, at the same long side: photographed small in a wide frame, a long sleeve's gap beside the
+#: torso (a few pixels at the photo's scale) closed at the frame's resolution and the sleeves were taken
+#: for the torso (00470 in twice its frame: shoulders 1.8 times as far apart, no sleeves).
+SEPARATION_ZOOM_MIN = 1.5
+SEPARATION_MARGIN = 0.05
+SEPARATION_MARGIN_PIXELS = 3
 #: A border whose colours spread more than this (mean absolute deviation, 0-255) is not a plain background.
 MAX_BORDER_SPREAD = 18.0
 #: A pixel is background-coloured when its colour is within this distance (0-255 RGB) of the backdrop
@@ -307,6 +315,31 @@ def separate_garment(garment: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uin
 
 
 def _separate_from_background(
+    rgb: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """The garment's (RGB, alpha), separated at the garment's own scale: once on the photo and, when the
+    garment is small in it (:data:`SEPARATION_ZOOM_MIN`), once more on its box, the backdrop round it."""
+    garment_rgb, alpha = _separate_once(rgb)
+    rows, columns = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    height, width = alpha.shape
+    margin = max(
+        SEPARATION_MARGIN * max(rows[-1] - rows[0], columns[-1] - columns[0]),
+        SEPARATION_MARGIN_PIXELS * max(height, width) / SEPARATION_LONG_SIDE,
+    )
+    top, bottom = max(0, int(rows[0] - margin)), min(height, int(rows[-1] + margin) + 1)
+    left, right = max(0, int(columns[0] - margin)), min(width, int(columns[-1] + margin) + 1)
+    if max(height, width) < SEPARATION_ZOOM_MIN * max(bottom - top, right - left):
+        return garment_rgb, alpha
+    try:
+        box_rgb, box_alpha = _separate_once(np.ascontiguousarray(rgb[top:bottom, left:right]))
+    except StageInputError:  # the box alone does not separate (a border not plain): the photo's result
+        return garment_rgb, alpha
+    garment_rgb, alpha = rgb.copy(), np.zeros_like(alpha)
+    garment_rgb[top:bottom, left:right], alpha[top:bottom, left:right] = box_rgb, box_alpha
+    return garment_rgb, alpha
+
+
+def _separate_once(
     rgb: npt.NDArray[np.uint8],
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """The garment's (RGB, alpha): everything the background, grown in from the photo's border, does not

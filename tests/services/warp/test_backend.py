@@ -52,6 +52,37 @@ def test_white_print_inside_a_garment_on_white_is_kept() -> None:
     assert (alpha[420:580, 320:450] > 127).all()
 
 
+def _sleeves_along_the_torso() -> np.ndarray:
+    """A long-sleeved top laid with its sleeves along the torso, 24 px from it, on a 768 x 1024 photo."""
+    photo = np.full((1024, 768, 3), 240, np.uint8)
+    colour = (150, 40, 40)
+    cv2.rectangle(photo, (254, 150), (514, 900), colour, -1)  # the torso, 260 px wide
+    cv2.rectangle(photo, (170, 150), (598, 260), colour, -1)  # the shoulders, joining the sleeves
+    cv2.rectangle(photo, (170, 150), (230, 860), colour, -1)  # the sleeves, a 24 px gap to the torso
+    cv2.rectangle(photo, (538, 150), (598, 860), colour, -1)
+    return photo
+
+
+def test_a_garment_small_in_a_wide_frame_is_separated_at_its_own_scale() -> None:
+    """In three times its frame, the sleeves' gaps beside the torso closed at the frame's resolution (2 px
+    there): the sleeves were taken for the torso."""
+    photo = _sleeves_along_the_torso()
+    wide = np.full((3072, 2304, 3), 240, np.uint8)
+    top, left = 1024, 768
+    wide[top : top + 1024, left : left + 768] = photo
+    _, alpha = separate_garment(photo)
+    _, wide_alpha = separate_garment(wide)
+    assert not wide_alpha[:top].any() and not wide_alpha[top + 1024 :].any()
+    assert _iou(wide_alpha[top : top + 1024, left : left + 768] > 127, alpha > 127) >= 0.97
+    assert not (wide_alpha[top + 400 : top + 800, left + 236 : left + 248] > 127).any()  # the gap
+    landmarks = find_landmarks(alpha, GarmentCategory.UPPER_BODY)
+    wide_landmarks = find_landmarks(wide_alpha, GarmentCategory.UPPER_BODY)
+    for name, (x, y) in landmarks.items():
+        assert name in wide_landmarks, name
+        assert wide_landmarks[name] == pytest.approx((x + left, y + top), abs=6), name
+    assert "left_sleeve" in landmarks and "right_sleeve" in landmarks
+
+
 def test_rgba_cut_out_keeps_its_alpha() -> None:
     rgba = draw_garment(GarmentCategory.DRESS, rgba=True)
     rgb, alpha = separate_garment(rgba)
