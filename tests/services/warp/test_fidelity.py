@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 
 from services.warp.backend import (
     HIP_OUTSET,
@@ -33,6 +34,7 @@ from tests.imagegen import (
 )
 from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
 from tryon.vision.fidelity import garment_silhouette, print_match, sift
+from tryon.vision.images import downscale
 
 TARGET = (1024, 768)
 SHOULDER_Y, HIP_Y, KNEE_Y, ANKLE_Y = 300, 620, 800, 980
@@ -305,6 +307,42 @@ def test_a_photo_of_a_person_is_refused_as_the_garment() -> None:
     assert error.value.field == "garment"
     refuse_person_photo(face_print_garment())  # a face printed on a T-shirt is a garment
     refuse_person_photo(draw_garment(GarmentCategory.UPPER_BODY))
+
+
+def _face_print_by_the_side() -> np.ndarray:
+    """A black top (1024 x 1024, its body x 154-768) with a photo of a face printed by its right side,
+    on a backdrop shading from 245 at the top to 208 at the bottom: 0.8-1.3 face widths out, fabric lies
+    beside the face on the left and the backdrop on the right."""
+    outline = [(0.15, 0.1), (0.4, 0.08), (0.45, 0.14), (0.55, 0.08), (0.75, 0.1), (0.75, 0.95), (0.15, 0.95)]
+    garment = draw_garment(color=(20, 20, 20), size=(1024, 1024), outline=outline)
+    face = cv2.resize(skimage.data.astronaut()[:300, 100:360], (400, 462), interpolation=cv2.INTER_AREA)
+    garment[300:762, 360:760] = face
+    ramp = np.linspace(1.0, 0.85, garment.shape[0])[:, None, None]
+    backdrop = (garment == 245).all(axis=2)
+    garment[backdrop] = (garment * ramp).astype(np.uint8)[backdrop]
+    return garment
+
+
+def test_a_face_printed_by_the_garments_side_is_no_person() -> None:
+    """A person's face has the backdrop on both sides (the head is narrower than three faces); a printed
+    face may have it on one. Against the border's one median colour, or with one side enough, such a
+    T-shirt was refused as a person."""
+    photo = _face_print_by_the_side()
+    small = downscale(photo, 320)  # the check's own resolution
+    gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
+    assert len(cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=5, minSize=(20, 20))) > 0
+    refuse_person_photo(photo)
+
+
+def test_a_person_on_a_vignetted_backdrop_is_refused() -> None:
+    """The backdrop beside the face is compared with the backdrop interpolated there from the border, not
+    with the border at the face's height: darker towards the photo's sides, it differs from both."""
+    photo = person_as_garment_photo().astype(np.float32)
+    columns = np.abs(np.linspace(-1.0, 1.0, photo.shape[1]))
+    photo *= (1.0 - 0.2 * columns**2)[None, :, None]
+    with pytest.raises(StageInputError, match="shows a person"):
+        refuse_person_photo(photo.astype(np.uint8))
 
 
 def test_the_stage_refuses_a_person_photo(warper: GarmentWarper) -> None:
