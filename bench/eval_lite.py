@@ -307,18 +307,20 @@ def summarise(results: list[PairResult]) -> None:
     print(f"PASS RATE: {passed}/{total} = {100 * passed / max(1, total):.0f} % (target >= 90 %)")
 
 
-def main() -> int:
+def pair_arguments(description: str | None, out: str) -> argparse.ArgumentParser:
+    """The sample benchmarks' common arguments: the samples, the output folder, which pairs."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--samples", type=Path, default=Path("../shared/samples"))
-    parser.add_argument("--out", type=Path, default=Path("/tmp/eval-lite"))
+    parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--only", default="", help="substring filter on 'set/category/person/garment'")
-    parser.add_argument("--every", type=int, default=1, help="evaluate every n-th pair (quick runs)")
-    parser.add_argument("--quiet", action="store_true", help="no per-pair lines")
-    parser.add_argument("--mirror", action="store_true", help="pairs mirrored left-right (a symmetry check)")
-    args = parser.parse_args()
+    parser.add_argument("--every", type=int, default=1, help="run every n-th pair (quick runs)")
+    return parser
 
+
+def selected_pairs(args: argparse.Namespace) -> list[tuple[str, GarmentCategory, Path, Path]]:
+    """The pairs ``--only`` and ``--every`` select (exits when there are none); makes ``--out``."""
     pairs = [
         pair
         for pair in find_pairs(args.samples)
@@ -326,9 +328,19 @@ def main() -> int:
     ][:: args.every]
     if not pairs:
         raise SystemExit(f"no pairs under {args.samples}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return pairs
+
+
+def main() -> int:
+    parser = pair_arguments(__doc__, "/tmp/eval-lite")
+    parser.add_argument("--quiet", action="store_true", help="no per-pair lines")
+    parser.add_argument("--mirror", action="store_true", help="pairs mirrored left-right (a symmetry check)")
+    args = parser.parse_args()
+
+    pairs = selected_pairs(args)
     pipeline = TryOnPipeline.from_settings(load_stage_settings(backend=BackendKind.LITE))
     pipeline.setup()
-    args.out.mkdir(parents=True, exist_ok=True)
     results: list[PairResult] = []
     sheets: dict[str, list[npt.NDArray[np.uint8]]] = {}
     for set_name, category, person_path, garment_path in pairs:

@@ -28,7 +28,6 @@ outside the repository (the samples' licence forbids committing anything made fr
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -40,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_lite import find_pairs, thumbnail
+from eval_lite import pair_arguments, selected_pairs, thumbnail
 
 from tryon.pipeline import TryOnPipeline, load_image
 from tryon.settings import load_stage_settings
@@ -122,25 +121,10 @@ PERSON_VARIANTS: dict[str, Variant] = {"person-half": half, "person-shift": pers
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--samples", type=Path, default=Path("../shared/samples"))
-    parser.add_argument("--out", type=Path, default=Path("/tmp/invariance-lite"))
-    parser.add_argument("--only", default="", help="substring filter on 'set/category/person/garment'")
-    parser.add_argument("--every", type=int, default=1, help="every n-th pair (quick runs)")
-    args = parser.parse_args()
-
-    pairs = [
-        pair
-        for pair in find_pairs(args.samples)
-        if args.only in f"{pair[0]}/{pair[1].value}/{pair[2].name}/{pair[3].name}"
-    ][:: args.every]
-    if not pairs:
-        raise SystemExit(f"no pairs under {args.samples}")
+    args = pair_arguments(__doc__, "/tmp/invariance-lite").parse_args()
+    pairs = selected_pairs(args)
     pipeline = TryOnPipeline.from_settings(load_stage_settings(backend=BackendKind.LITE))
     pipeline.setup()
-    args.out.mkdir(parents=True, exist_ok=True)
     names = [*GARMENT_VARIANTS, *PERSON_VARIANTS]
     records: list[dict[str, object]] = []
     sheets: dict[str, list[Image]] = {}

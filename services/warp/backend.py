@@ -1038,7 +1038,7 @@ def body_targets(
         similarity = _similarity(source, (anchors[0][1], anchors[1][1]))
     else:
         right_shoulder, left_shoulder = _require(keypoints, "right_shoulder", "left_shoulder")
-        lift = SHOULDER_LIFT * float(np.linalg.norm(left_shoulder - right_shoulder))
+        joints_apart = float(np.linalg.norm(left_shoulder - right_shoulder))
         if "left_strap" in landmarks:  # sleeveless: the straps on the middle of the shoulders
             middle = (right_shoulder + left_shoulder) / 2
             half = STRAP_HALF_WIDTH * (left_shoulder - right_shoulder)
@@ -1048,10 +1048,11 @@ def body_targets(
             rise = NECK_RISE + (SHOULDER_LIFT - NECK_RISE) * (STRAP_HALF_WIDTH - NECK_HALF_WIDTH) / (
                 edge - NECK_HALF_WIDTH
             )
-            lift = rise * float(np.linalg.norm(left_shoulder - right_shoulder))
+            lift = rise * joints_apart
             anchors = (("left_strap", middle - half - (0, lift)), ("right_strap", middle + half - (0, lift)))
         else:
             shoulder_left, shoulder_right = _spread(right_shoulder, left_shoulder, SHOULDER_OUTSET)
+            lift = SHOULDER_LIFT * joints_apart
             anchors = (
                 ("left_shoulder", shoulder_left - (0, lift)),
                 ("right_shoulder", shoulder_right - (0, lift)),
