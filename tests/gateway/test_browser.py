@@ -104,7 +104,10 @@ def test_upload_progress_result_download_another_delete(
     page.set_input_files(
         "#garment-input", {"name": "shirt.png", "mimeType": "image/png", "buffer": garment_png}
     )
-    assert page.is_visible("#person-preview") and page.is_visible("#garment-preview")
+    # Shown once each image has loaded (an <img> with no size yet is not visible): waited for, not polled
+    # once, which raced the garment's decode on a busy machine.
+    for preview in ("#person-preview", "#garment-preview"):
+        page.wait_for_selector(preview, state="visible", timeout=10_000)
     page.select_option("#category", "upper_body")
     page.click("#submit")
     labels = stage_labels_until_result(page)
