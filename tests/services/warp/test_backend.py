@@ -4,7 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from services.warp.backend import GarmentWarper, find_landmarks, separate_garment, warp_to_person
+from services.warp.backend import (
+    GarmentWarper,
+    find_landmarks,
+    separate_garment,
+    upright,
+    warp_to_person,
+)
 from services.warp.tps import ThinPlateSpline
 from tests.imagegen import draw_garment, garment_mask, white_striped_garment
 from tryon.types import KP, GarmentCategory, StageInputError, WarpInput
@@ -81,6 +87,32 @@ def test_a_garment_small_in_a_wide_frame_is_separated_at_its_own_scale() -> None
         assert name in wide_landmarks, name
         assert wide_landmarks[name] == pytest.approx((x + left, y + top), abs=6), name
     assert "left_sleeve" in landmarks and "right_sleeve" in landmarks
+
+
+@pytest.mark.parametrize("category", [GarmentCategory.UPPER_BODY, GarmentCategory.DRESS])
+def test_a_garment_laid_turned_is_read_upright(warper: GarmentWarper, category: GarmentCategory) -> None:
+    """Turned by 4 degrees, the garment is turned back before its landmarks are read: the warped garment
+    is the upright photo's (IoU >= 0.93; 0.7-0.8 read as turned), and the landmarks reported are in the
+    turned photo (the upright photo's landmarks turned with it, within 8 px)."""
+    photo = draw_garment(category, background=(245, 245, 245))
+    turn = cv2.getRotationMatrix2D((384.0, 512.0), 4.0, 1.0)
+    turned = cv2.warpAffine(photo, turn, (768, 1024), borderMode=cv2.BORDER_REPLICATE)
+    inputs = {"keypoints": _keypoints(), "target_size": TARGET, "category": category}
+    upright_run = warper.run(WarpInput(garment=photo, **inputs))  # type: ignore[arg-type]
+    turned_run = warper.run(WarpInput(garment=turned, **inputs))  # type: ignore[arg-type]
+    a, b = upright_run.warped_garment[..., 3] > 127, turned_run.warped_garment[..., 3] > 127
+    assert _iou(a, b) >= 0.93
+    for name, (x, y) in upright_run.garment_landmarks.items():
+        expected = turn @ np.array([x, y, 1.0])
+        assert turned_run.garment_landmarks[name] == pytest.approx(tuple(expected), abs=8), name
+
+
+def test_an_upright_garment_is_left_as_photographed() -> None:
+    _, alpha = separate_garment(draw_garment(GarmentCategory.UPPER_BODY))
+    rgb = np.zeros((*alpha.shape, 3), np.uint8)
+    same_rgb, same_alpha, turn = upright(rgb, alpha)
+    assert same_alpha is alpha and same_rgb is rgb
+    assert np.array_equal(turn, [[1, 0, 0], [0, 1, 0]])
 
 
 def test_rgba_cut_out_keeps_its_alpha() -> None:
