@@ -344,7 +344,9 @@ def upright(
     the photo's pixels (the identity when it already was)."""
     height, width = alpha.shape
     scale = UPRIGHT_LONG_SIDE / max(height, width)
-    small = cv2.resize(alpha, (max(8, round(width * scale)), max(8, round(height * scale))), cv2.INTER_AREA)
+    small = cv2.resize(
+        alpha, (max(8, round(width * scale)), max(8, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
     pad = round(0.15 * max(small.shape))
     small = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     centre = (small.shape[1] / 2, small.shape[0] / 2)
@@ -366,8 +368,9 @@ def upright(
     angles = np.arange(-UPRIGHT_MAX_DEGREES, UPRIGHT_MAX_DEGREES + 1e-6, UPRIGHT_STEP_DEGREES)
     scores = [symmetry(float(angle)) for angle in angles]
     best = int(np.argmax(scores))
+    as_photographed = scores[int(np.argmin(np.abs(angles)))]
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    if abs(angles[best]) < UPRIGHT_MIN_DEGREES or scores[best] < symmetry(0.0) + UPRIGHT_MIN_GAIN:
+    if abs(angles[best]) < UPRIGHT_MIN_DEGREES or scores[best] < as_photographed + UPRIGHT_MIN_GAIN:
         return rgb, alpha, identity
     # About the garment's centre, in a frame grown so its corners stay inside.
     ys, xs = np.nonzero(alpha > 127)
